@@ -1,0 +1,380 @@
+"""The Backend ABC: what every storage driver implements, plus generic fallbacks.
+
+A backend maps relative ``/``-separated names (see :func:`unistore.names.check_name`) to bytes. The
+core operations keep borgstore's names and semantics. On top of them the base class offers generic,
+overridable implementations of streaming (``store_file``/``load_file``), bulk operations
+(``store_many``/``load_many``/``delete_many``), recursive listing, hashing and copying, so that a
+backend only overrides what it can do better. Optional capabilities (presigned URLs, tags, object
+lock, multipart primitives, server-side copy, SSE-C, storage classes) are declared in
+:attr:`Backend.capabilities`; calling one a backend lacks raises :class:`CapabilityNotSupported`.
+
+Every backend must be safe to call from many threads at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import IO, Any, BinaryIO, ClassVar, NamedTuple
+
+from ..errors import BackendMustBeOpen, CapabilityNotSupported, ObjectNotFound, ReadRangeError
+from ..names import check_name, join
+
+#: bytes-like values accepted by ``store``
+Value = bytes | bytearray | memoryview
+
+CHUNK_SIZE = 8 * 1024 * 1024
+
+# capability names, see Backend.supports()
+PRESIGN = "presign"
+TAGS = "tags"
+OBJECT_LOCK = "object_lock"
+MULTIPART = "multipart"
+SERVER_SIDE_COPY = "server_side_copy"
+SSE_C = "sse_c"
+STORAGE_CLASS = "storage_class"
+CAPABILITIES = frozenset({PRESIGN, TAGS, OBJECT_LOCK, MULTIPART, SERVER_SIDE_COPY, SSE_C, STORAGE_CLASS})
+
+
+class ItemInfo(NamedTuple):
+    """What a backend knows about one item or directory (borgstore's field order)."""
+
+    name: str
+    exists: bool
+    size: int = 0
+    directory: bool = False
+    atime: float = 0
+    mtime: float = 0
+
+
+def as_bytes_view(value: Value) -> memoryview:
+    """A flat byte view of ``value`` (no copy); ``len()`` of it is the number of bytes."""
+    view = memoryview(value)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+def resolve_range(total: int, offset: int, size: int | None) -> tuple[int, int]:
+    """Turn ``(offset, size)`` with a possibly negative offset into ``(start, length)`` within ``total``.
+
+    A negative offset counts from the end. The range is clipped to the item, like a file read.
+    """
+    if size is not None and size < 0:
+        raise ReadRangeError(f"size must be >= 0 or None, not {size}")
+    start = total + offset if offset < 0 else offset
+    if start < 0:
+        raise ReadRangeError(f"offset {offset} lies before the start of an item of {total} bytes")
+    start = min(start, total)
+    end = total if size is None else min(total, start + size)
+    return start, end - start
+
+
+class Backend(ABC):
+    """A storage driver: relative names -> bytes. Subclasses implement the abstract methods."""
+
+    #: URL schemes this backend serves (for :mod:`unistore.url`)
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: optional capabilities this backend implements
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: borgstore: ask the Store to create all nesting directories at create() time
+    precreate_dirs: ClassVar[bool] = False
+    #: how many threads the bulk operations use (1 = sequential)
+    bulk_workers: int = 1
+
+    opened: bool = False
+
+    # ----------------------------------------------------------------- lifecycle
+    @abstractmethod
+    def create(self) -> None:
+        """Create (initialize) the storage. Raises BackendAlreadyExists if it exists and is not empty."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Remove the storage and everything in it. Raises BackendDoesNotExist if missing."""
+
+    @abstractmethod
+    def open(self) -> None:
+        """Start using the storage. Raises BackendDoesNotExist if it was never created."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop using the storage and release its resources."""
+
+    def __enter__(self) -> Backend:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if not self.opened:
+            raise BackendMustBeOpen(f"{self!r} must be opened first")
+
+    # ----------------------------------------------------------------- core operations
+    @abstractmethod
+    def mkdir(self, name: str) -> None:
+        """Create directory ``name`` and missing parents (no error if it exists)."""
+
+    @abstractmethod
+    def rmdir(self, name: str) -> None:
+        """Remove the empty directory ``name``."""
+
+    @abstractmethod
+    def info(self, name: str) -> ItemInfo:
+        """Describe ``name``; ``exists=False`` if it does not exist (no exception)."""
+
+    @abstractmethod
+    def load(self, name: str, *, size: int | None = None, offset: int = 0) -> bytes:
+        """Return the bytes of ``name`` from ``offset`` (negative: from the end), at most ``size``."""
+
+    @abstractmethod
+    def store(self, name: str, value: Value) -> None:
+        """Store ``value`` as ``name`` atomically (readers see the old or the new value, never a mix)."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete item ``name``; ObjectNotFound if it does not exist."""
+
+    @abstractmethod
+    def move(self, curr_name: str, new_name: str) -> None:
+        """Rename ``curr_name`` to ``new_name``, replacing an existing target."""
+
+    @abstractmethod
+    def list(self, name: str) -> Iterator[ItemInfo]:
+        """List directory ``name`` non-recursively, sorted by name, without temp/hidden items.
+
+        Raises ObjectNotFound if the directory does not exist.
+        """
+
+    # ----------------------------------------------------------------- generic extras
+    def list_recursive(self, name: str) -> Iterator[ItemInfo]:
+        """Yield every item (no directories) below ``name``, sorted, with names relative to ``name``.
+
+        The default recursion lists each directory; backends with flat namespaces (S3) override it
+        with one paginated prefix listing.
+        """
+        for item in self.list(name):
+            if item.directory:
+                for sub in self.list_recursive(join(name, item.name)):
+                    yield sub._replace(name=f"{item.name}/{sub.name}")
+            else:
+                yield item
+
+    def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:
+        """Store the contents of a binary file object (read from its current position).
+
+        The fallback reads the file into memory; backends that can stream override it.
+        """
+        self.store(name, file.read() if size is None else file.read(size))
+
+    def load_file(self, name: str, file: IO[bytes], *, offset: int = 0, size: int | None = None) -> int:
+        """Write the bytes of ``name`` (or a range of them) to ``file``; return the number written.
+
+        The fallback reads in ranged chunks of CHUNK_SIZE, so no value has to fit in memory.
+        """
+        info = self.info(name)
+        if not info.exists or info.directory:
+            raise ObjectNotFound(name)
+        start, length = resolve_range(info.size, offset, size)
+        written = 0
+        while written < length:
+            chunk = self.load(name, offset=start + written, size=min(CHUNK_SIZE, length - written))
+            if not chunk:
+                raise ReadRangeError(f"{name}: item shrank while reading at {start + written}")
+            file.write(chunk)
+            written += len(chunk)
+        return written
+
+    def open_reader(self, name: str) -> BinaryIO:
+        """A readable binary stream of ``name``. The fallback loads the value into memory."""
+        return io.BytesIO(self.load(name))
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy item ``src`` to ``dst``; server-side where the backend supports SERVER_SIDE_COPY."""
+        with _SpooledCopy() as tmp:
+            self.load_file(src, tmp)
+            tmp.seek(0)
+            self.store_file(dst, tmp)
+
+    def hash(self, name: str, algorithm: str = "sha256") -> str:
+        """Hex digest of the item's content (streamed)."""
+        try:
+            h = hashlib.new(algorithm)
+        except ValueError:
+            raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
+        self.load_file(name, _HashSink(h))
+        return h.hexdigest()
+
+    def quota(self) -> dict[str, int]:
+        """``{"limit": bytes, "usage": bytes}``; -1 means not set / not tracked."""
+        return {"limit": -1, "usage": -1}
+
+    # ----------------------------------------------------------------- bulk operations
+    def _map(self, func: Any, items: Iterable[Any]) -> Iterator[Any]:
+        if self.bulk_workers <= 1:
+            return map(func, items)
+        return _ordered_pool_map(func, items, self.bulk_workers)
+
+    def store_many(self, items: Iterable[tuple[str, Value]] | Mapping[str, Value]) -> None:
+        """Store many ``(name, value)`` pairs, concurrently where the backend gains from it."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for _ in self._map(lambda pair: self.store(pair[0], pair[1]), pairs):
+            pass
+
+    def load_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(name, value)`` for each name, in the order given."""
+        return self._map(lambda n: (n, self.load(n)), names)
+
+    def delete_many(self, names: Iterable[str], *, missing_ok: bool = False) -> int:
+        """Delete many items; return how many were deleted."""
+
+        def one(n: str) -> int:
+            try:
+                self.delete(n)
+            except ObjectNotFound:
+                if not missing_ok:
+                    raise
+                return 0
+            return 1
+
+        return sum(self._map(one, names))
+
+    # ----------------------------------------------------------------- capabilities
+    def supports(self, capability: str) -> bool:
+        """True if this backend implements the optional ``capability``."""
+        return capability in self.capabilities
+
+    def require(self, capability: str) -> None:
+        """Raise CapabilityNotSupported unless the backend implements ``capability``."""
+        if capability not in self.capabilities:
+            raise CapabilityNotSupported(type(self).__name__, capability)
+
+    def presign(self, name: str, *, method: str = "GET", expires: int = 3600) -> str:
+        """A URL that allows ``method`` (GET or PUT) on ``name`` without credentials until it expires."""
+        raise CapabilityNotSupported(type(self).__name__, PRESIGN)
+
+    def get_tags(self, name: str) -> dict[str, str]:
+        """The item's tags."""
+        raise CapabilityNotSupported(type(self).__name__, TAGS)
+
+    def put_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """Replace the item's tags."""
+        raise CapabilityNotSupported(type(self).__name__, TAGS)
+
+    def delete_tags(self, name: str) -> None:
+        """Remove all tags of the item."""
+        raise CapabilityNotSupported(type(self).__name__, TAGS)
+
+    def set_retention(self, name: str, mode: str, until: datetime) -> None:
+        """Lock the item until ``until`` (mode GOVERNANCE or COMPLIANCE)."""
+        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
+
+    def get_retention(self, name: str) -> tuple[str, datetime] | None:
+        """``(mode, until)`` or None."""
+        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
+
+    def set_legal_hold(self, name: str, on: bool) -> None:
+        """Put a legal hold on the item, or release it."""
+        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
+
+    def get_legal_hold(self, name: str) -> bool:
+        """True if the item is under legal hold."""
+        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
+
+    def create_multipart(self, name: str) -> str:
+        """Start a multipart upload for ``name``; return its upload id."""
+        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
+
+    def presign_part(self, name: str, upload_id: str, part_number: int, *, expires: int = 3600) -> str:
+        """A URL that lets a client PUT one part of a multipart upload."""
+        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
+
+    def list_parts(self, name: str, upload_id: str) -> list[dict[str, Any]]:
+        """The parts uploaded so far: ``[{"part_number", "etag", "size"}]``."""
+        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
+
+    def complete_multipart(self, name: str, upload_id: str, parts: list[dict[str, Any]] | None = None) -> None:
+        """Assemble the parts (all uploaded parts when ``parts`` is None) into the item."""
+        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
+
+    def abort_multipart(self, name: str, upload_id: str) -> None:
+        """Abort a multipart upload and free its parts."""
+        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
+
+    def list_multipart_uploads(self, prefix: str = "") -> list[dict[str, Any]]:
+        """Pending multipart uploads: ``[{"name", "upload_id", "initiated"}]``."""
+        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
+
+    # ----------------------------------------------------------------- helpers for subclasses
+    @staticmethod
+    def _name(name: str, *, allow_root: bool = False) -> str:
+        return check_name(name, allow_root=allow_root)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+class _HashSink:
+    def __init__(self, h: Any):
+        self.h = h
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        return len(data)
+
+
+class _SpooledCopy:
+    """A temp file that stays in memory up to 16 MiB, for the generic copy fallback."""
+
+    def __enter__(self) -> IO[bytes]:
+        import tempfile
+
+        self.f = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
+        return self.f  # type: ignore[return-value]
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+
+def _ordered_pool_map(func: Any, items: Iterable[Any], workers: int) -> Iterator[Any]:
+    """Like map(), on a thread pool, results in input order, with bounded read-ahead."""
+    from collections import deque
+
+    def gen() -> Iterator[Any]:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unistore-bulk") as pool:
+            pending: deque[Any] = deque()
+            try:
+                for item in items:
+                    pending.append(pool.submit(func, item))
+                    if len(pending) >= workers * 4:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+    return gen()
+
+
+def copy_stream(src: IO[bytes], dst: IO[bytes], length: int | None = None) -> int:
+    """Copy ``length`` bytes (all when None) from ``src`` to ``dst``; return the number copied."""
+    if length is None:
+        before = dst.tell() if dst.seekable() else None
+        shutil.copyfileobj(src, dst, CHUNK_SIZE)
+        return (dst.tell() - before) if before is not None else -1
+    copied = 0
+    while copied < length:
+        chunk = src.read(min(CHUNK_SIZE, length - copied))
+        if not chunk:
+            break
+        dst.write(chunk)
+        copied += len(chunk)
+    return copied

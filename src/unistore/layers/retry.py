@@ -1,0 +1,131 @@
+"""RetryLayer: bounded exponential backoff with jitter on transient errors, idempotent operations only.
+
+Only :class:`~unistore.errors.BackendConnectionError` counts as transient: a missing object, a
+denied permission or a bad name is never retried. ``move`` is not idempotent and is not retried;
+``delete`` is, and an ObjectNotFound on a retry means an earlier attempt did the work. A listing is
+retried only until its first item was delivered; a stream only if it can be rewound.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, TypeVar
+
+from ..backends.base import Backend, ItemInfo, Value
+from ..errors import BackendConnectionError, ConfigError, ObjectNotFound
+from .base import Layer
+
+logger = logging.getLogger("unistore.layers.retry")
+T = TypeVar("T")
+
+
+class RetryLayer(Layer):
+    """Retries idempotent operations that failed with BackendConnectionError."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        *,
+        attempts: int = 3,
+        base_delay: float = 0.1,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(inner)
+        if attempts < 1:
+            raise ConfigError(f"attempts must be >= 1, not {attempts}")
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self.retries = 0  # how many retries this layer has made (for monitoring and tests)
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * (2**attempt)) * random.uniform(0.5, 1.0)
+
+    def _call(self, op: str, func: Callable[[int], T]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return func(attempt)
+            except BackendConnectionError as e:
+                if attempt + 1 >= self.attempts:
+                    raise
+                delay = self._delay(attempt)
+                self.retries += 1
+                logger.info("%s failed (%s); retry %d/%d in %.2fs", op, e, attempt + 1, self.attempts - 1, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def info(self, name: str) -> ItemInfo:
+        return self._call("info", lambda _: self.inner.info(name))
+
+    def load(self, name: str, *, size: int | None = None, offset: int = 0) -> bytes:
+        return self._call("load", lambda _: self.inner.load(name, size=size, offset=offset))
+
+    def store(self, name: str, value: Value) -> None:
+        self._call("store", lambda _: self.inner.store(name, value))
+
+    def mkdir(self, name: str) -> None:
+        self._call("mkdir", lambda _: self.inner.mkdir(name))
+
+    def hash(self, name: str, algorithm: str = "sha256") -> str:
+        return self._call("hash", lambda _: self.inner.hash(name, algorithm))
+
+    def delete(self, name: str) -> None:
+        def attempt(n: int) -> None:
+            try:
+                self.inner.delete(name)
+            except ObjectNotFound:
+                if n == 0:
+                    raise
+                # an earlier attempt deleted it before its connection failed
+
+        self._call("delete", attempt)
+
+    def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:
+        if not file.seekable():
+            self.inner.store_file(name, file, size=size)
+            return
+        start = file.tell()
+
+        def attempt(n: int) -> None:
+            file.seek(start)
+            self.inner.store_file(name, file, size=size)
+
+        self._call("store_file", attempt)
+
+    def load_file(self, name: str, file: IO[bytes], *, offset: int = 0, size: int | None = None) -> int:
+        if not file.seekable():
+            return self.inner.load_file(name, file, offset=offset, size=size)
+        start = file.tell()
+
+        def attempt(n: int) -> int:
+            file.seek(start)
+            file.truncate()
+            return self.inner.load_file(name, file, offset=offset, size=size)
+
+        return self._call("load_file", attempt)
+
+    def list(self, name: str) -> Iterator[ItemInfo]:
+        return self._retry_iter("list", lambda: self.inner.list(name))
+
+    def list_recursive(self, name: str) -> Iterator[ItemInfo]:
+        return self._retry_iter("list_recursive", lambda: self.inner.list_recursive(name))
+
+    def _retry_iter(self, op: str, start: Callable[[], Iterator[ItemInfo]]) -> Iterator[ItemInfo]:
+        def first(_: int) -> tuple[Iterator[ItemInfo], list[ItemInfo]]:
+            it = iter(start())
+            return it, [item for item in _take1(it)]
+
+        it, head = self._call(op, first)
+        yield from head
+        yield from it
+
+
+def _take1(it: Iterator[ItemInfo]) -> Iterator[ItemInfo]:
+    for item in it:
+        yield item
+        return
