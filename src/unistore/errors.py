@@ -47,6 +47,10 @@ class ObjectNotFound(BackendError):
     """The named item (or directory) does not exist."""
 
 
+class DirectoryNotEmpty(BackendError):
+    """rmdir() of a directory that still holds items."""
+
+
 class PermissionDenied(BackendError):
     """The operation is not permitted (permissions mapping, file modes, server policy, links)."""
 

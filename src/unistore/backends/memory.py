@@ -17,6 +17,7 @@ from ..errors import (
     BackendAlreadyExists,
     BackendDoesNotExist,
     BackendMustNotBeOpen,
+    DirectoryNotEmpty,
     ObjectNotFound,
 )
 from ..names import is_listable
@@ -117,7 +118,7 @@ class MemoryBackend(Backend):
                 raise ObjectNotFound(name)
             prefix = name + "/"
             if any(k.startswith(prefix) for k in space.items) or any(d.startswith(prefix) for d in space.dirs):
-                raise OSError(f"directory not empty: {name}")
+                raise DirectoryNotEmpty(f"directory not empty: {name!r}")
             space.dirs.discard(name)
 
     def info(self, name: str) -> ItemInfo:

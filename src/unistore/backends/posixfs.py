@@ -32,6 +32,7 @@ from ..errors import (
     BackendDoesNotExist,
     BackendError,
     BackendMustNotBeOpen,
+    DirectoryNotEmpty,
     ConfigError,
     ObjectNotFound,
     PermissionDenied,
@@ -220,6 +221,10 @@ class PosixFS(Backend):
             os.rmdir(path)
         except FileNotFoundError:
             raise ObjectNotFound(name) from None
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise DirectoryNotEmpty(f"directory not empty: {name!r}") from None
+            raise
         self._safe_dirs = {d for d in self._safe_dirs if d != name and not d.startswith(name + "/")}
 
     def info(self, name: str) -> ItemInfo:
