@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
@@ -249,7 +248,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"url": redact(url)}
     with store:
         store.store("config", b"demo configuration")
-        values = {f"data/{hashlib.sha256(w.encode()).hexdigest()}": w.encode() * 100 for w in ("alpha", "beta", "gamma")}
+        words = ("alpha", "beta", "gamma")
+        values = {f"data/{hashlib.sha256(w.encode()).hexdigest()}": w.encode() * 100 for w in words}
         for name, value in values.items():
             store.store(name, value)
         first = next(iter(values))

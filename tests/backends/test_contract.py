@@ -192,7 +192,7 @@ def test_streaming_large_value(backend: Backend, tmp_path: os.PathLike[str]) -> 
     block = os.urandom(1024 * 1024)
     h = hashlib.sha256()
     with open(src, "wb") as f:
-        for i in range(size // len(block)):
+        for _ in range(size // len(block)):
             f.write(block)
             h.update(block)
         tail = block[: size % len(block)]

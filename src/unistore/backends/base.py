@@ -13,6 +13,7 @@ Every backend must be safe to call from many threads at once.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import shutil
@@ -209,7 +210,7 @@ class Backend(ABC):
             h = hashlib.new(algorithm)
         except ValueError:
             raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
-        self.load_file(name, _HashSink(h))
+        self.load_file(name, _HashSink(h))  # type: ignore[arg-type]
         return h.hexdigest()
 
     def quota(self) -> dict[str, int]:
@@ -296,11 +297,11 @@ class Backend(ABC):
         """A URL that lets a client PUT one part of a multipart upload."""
         raise CapabilityNotSupported(type(self).__name__, MULTIPART)
 
-    def list_parts(self, name: str, upload_id: str) -> list[dict[str, Any]]:
+    def list_parts(self, name: str, upload_id: str) -> builtins.list[dict[str, Any]]:
         """The parts uploaded so far: ``[{"part_number", "etag", "size"}]``."""
         raise CapabilityNotSupported(type(self).__name__, MULTIPART)
 
-    def complete_multipart(self, name: str, upload_id: str, parts: list[dict[str, Any]] | None = None) -> None:
+    def complete_multipart(self, name: str, upload_id: str, parts: builtins.list[dict[str, Any]] | None = None) -> None:
         """Assemble the parts (all uploaded parts when ``parts`` is None) into the item."""
         raise CapabilityNotSupported(type(self).__name__, MULTIPART)
 
@@ -308,7 +309,7 @@ class Backend(ABC):
         """Abort a multipart upload and free its parts."""
         raise CapabilityNotSupported(type(self).__name__, MULTIPART)
 
-    def list_multipart_uploads(self, prefix: str = "") -> list[dict[str, Any]]:
+    def list_multipart_uploads(self, prefix: str = "") -> builtins.list[dict[str, Any]]:
         """Pending multipart uploads: ``[{"name", "upload_id", "initiated"}]``."""
         raise CapabilityNotSupported(type(self).__name__, MULTIPART)
 

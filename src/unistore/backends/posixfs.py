@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fcntl
 import hashlib
@@ -32,14 +33,14 @@ from ..errors import (
     BackendDoesNotExist,
     BackendError,
     BackendMustNotBeOpen,
-    DirectoryNotEmpty,
     ConfigError,
+    DirectoryNotEmpty,
     ObjectNotFound,
     PermissionDenied,
     QuotaExceeded,
 )
 from ..names import HID_SUFFIX, TMP_SUFFIX, check_name, is_listable, join
-from .base import CHUNK_SIZE, Backend, ItemInfo, Value, as_bytes_view, copy_stream, resolve_range
+from .base import Backend, ItemInfo, Value, as_bytes_view, copy_stream, resolve_range
 
 logger = logging.getLogger("unistore.backends.posixfs")
 
@@ -377,7 +378,7 @@ class PosixFS(Backend):
             hashlib.new(algorithm)
         except ValueError:
             raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
-        with self.open_reader(name) as f:
+        with os.fdopen(self._open_read(name), "rb") as f:
             return hashlib.file_digest(f, algorithm).hexdigest()
 
     def copy(self, src: str, dst: str) -> None:
@@ -414,7 +415,7 @@ class PosixFS(Backend):
             except FileNotFoundError:
                 raise ObjectNotFound(curr_name) from None
 
-    def _scan(self, name: str) -> list[os.DirEntry[str]]:
+    def _scan(self, name: str) -> builtins.list[os.DirEntry[str]]:
         path = self._root + name if name else self._root
         try:
             with os.scandir(path) as it:
@@ -434,7 +435,7 @@ class PosixFS(Backend):
         return self._infos(entries)
 
     @staticmethod
-    def _infos(entries: list[os.DirEntry[str]]) -> Iterator[ItemInfo]:
+    def _infos(entries: builtins.list[os.DirEntry[str]]) -> Iterator[ItemInfo]:
         for e in entries:
             try:
                 st = e.stat(follow_symlinks=False)
@@ -474,7 +475,8 @@ class PosixFS(Backend):
         with self._quota_lock:
             self._quota_use += delta
             self._quota_unsynced += delta
-        if abs(self._quota_unsynced) >= QUOTA_SYNC_BYTES or time.monotonic() - self._quota_synced_at > QUOTA_SYNC_SECONDS:
+        stale = time.monotonic() - self._quota_synced_at > QUOTA_SYNC_SECONDS
+        if stale or abs(self._quota_unsynced) >= QUOTA_SYNC_BYTES:
             self._quota_sync()
 
     def _scan_usage(self) -> int:

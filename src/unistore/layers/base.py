@@ -6,6 +6,7 @@ Layers compose: ``StatsLayer(RetryLayer(S3Backend(...)))``.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import IO, Any, BinaryIO
@@ -23,8 +24,8 @@ class Layer(Backend):
         return f"<{type(self).__name__} {self.inner!r}>"
 
     # state and capability queries follow the wrapped backend
-    @property  # type: ignore[override]
-    def opened(self) -> bool:
+    @property
+    def opened(self) -> bool:  # type: ignore[override]
         return self.inner.opened
 
     @property  # type: ignore[override]
@@ -35,8 +36,8 @@ class Layer(Backend):
     def precreate_dirs(self) -> bool:  # type: ignore[override]
         return self.inner.precreate_dirs
 
-    @property  # type: ignore[override]
-    def bulk_workers(self) -> int:
+    @property
+    def bulk_workers(self) -> int:  # type: ignore[override]
         return self.inner.bulk_workers
 
     def supports(self, capability: str) -> bool:
@@ -141,16 +142,16 @@ class Layer(Backend):
     def presign_part(self, name: str, upload_id: str, part_number: int, *, expires: int = 3600) -> str:
         return self.inner.presign_part(name, upload_id, part_number, expires=expires)
 
-    def list_parts(self, name: str, upload_id: str) -> list[dict[str, Any]]:
+    def list_parts(self, name: str, upload_id: str) -> builtins.list[dict[str, Any]]:
         return self.inner.list_parts(name, upload_id)
 
-    def complete_multipart(self, name: str, upload_id: str, parts: list[dict[str, Any]] | None = None) -> None:
+    def complete_multipart(self, name: str, upload_id: str, parts: builtins.list[dict[str, Any]] | None = None) -> None:
         self.inner.complete_multipart(name, upload_id, parts)
 
     def abort_multipart(self, name: str, upload_id: str) -> None:
         self.inner.abort_multipart(name, upload_id)
 
-    def list_multipart_uploads(self, prefix: str = "") -> list[dict[str, Any]]:
+    def list_multipart_uploads(self, prefix: str = "") -> builtins.list[dict[str, Any]]:
         return self.inner.list_multipart_uploads(prefix)
 
     def __getattr__(self, attr: str) -> Any:
