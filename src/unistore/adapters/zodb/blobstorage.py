@@ -377,8 +377,14 @@ class S3BlobStorage:
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bytes):
             # ZODB style: (undo tid, oids); the blob to carry forward is the one before the undone txn
             txn.tid = txn.tid or result[0]
+            backend = self._shared.backend
             for oid in result[1]:
-                before = self._base.loadBefore(oid, undone_tid)
+                if not backend.info(blob_name(oid, undone_tid)).exists:
+                    continue  # the undone transaction stored no blob for this object
+                try:
+                    before = self._base.loadBefore(oid, undone_tid)
+                except POSKeyError:
+                    before = None
                 pairs.append((oid, undone_tid if before is None else before[1]))
         elif result is not None:
             # RelStorage style: [(oid_int, restored_tid_int)]
