@@ -56,7 +56,8 @@ def schemes() -> dict[str, str]:
 
 def redact(url: str) -> str:
     """The URL with any password/secret replaced by ``***``, for logs and error messages."""
-    m = re.match(r"^([a-z0-9+.-]+:(?://)?)([^@/]*)@(.*)$", url, re.IGNORECASE)
+    # greedy up to the last "@": a secret may hold "/" or "@" when the user did not URL-quote it
+    m = re.match(r"^([a-z0-9+.-]+:(?://)?)(.*)@(.*)$", url, re.IGNORECASE | re.DOTALL)
     if not m:
         return url
     userinfo = m.group(2)

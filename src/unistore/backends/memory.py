@@ -179,6 +179,21 @@ class MemoryBackend(Backend):
             del space.items[curr_name]
             space.items[new_name] = entry
 
+    def list_recursive(self, name: str) -> Iterator[ItemInfo]:
+        name = self._name(name, allow_root=True)
+        space = self.space
+        with space.lock:
+            if name not in space.dirs:
+                raise ObjectNotFound(name)
+            prefix = name + "/" if name else ""
+            found = [
+                ItemInfo(k[len(prefix) :], True, len(data), False, 0, mtime)
+                for k, (data, mtime) in space.items.items()
+                if k.startswith(prefix) and is_listable(k.rpartition("/")[2])
+            ]
+        found.sort(key=lambda i: i.name)
+        return iter(found)
+
     def list(self, name: str) -> Iterator[ItemInfo]:
         name = self._name(name, allow_root=True)
         space = self.space
