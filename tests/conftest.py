@@ -18,9 +18,9 @@ from unistore.backends.base import Backend
 from unistore.backends.memory import MemoryBackend
 from unistore.backends.posixfs import PosixFS
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.servers.sshd", "tests.servers.seaweedfs", "tests.servers.moto"]
 
-CONTRACT_BACKENDS: list[str] = ["memory", "posixfs"]
+CONTRACT_BACKENDS: list[str] = ["memory", "posixfs", "sftp", "sftp_rclone", "s3_seaweedfs", "s3_moto"]
 
 
 @pytest.fixture(autouse=True)

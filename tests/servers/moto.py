@@ -97,3 +97,15 @@ def moto_s3() -> Iterator[MotoS3]:
     """One moto S3 server for the whole test session."""
     with start_moto() as server:
         yield server
+
+
+@pytest.fixture
+def backend_s3_moto(moto_s3: MotoS3) -> Iterator[Any]:
+    """A created, opened, empty S3Backend on the session moto server (contract suite entry ``s3_moto``)."""
+    from unistore.backends.s3 import S3Backend
+
+    be = S3Backend.from_url(moto_s3.url(moto_s3.new_bucket(), "store"))
+    be.create()
+    with be:
+        yield be
+    be.destroy()

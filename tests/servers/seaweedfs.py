@@ -246,3 +246,15 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS for the whole test session."""
     with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
+
+
+@pytest.fixture
+def backend_s3_seaweedfs(seaweedfs: SeaweedFS) -> Iterator[Any]:
+    """A created, opened, empty S3Backend on the session SeaweedFS (contract suite entry ``s3_seaweedfs``)."""
+    from unistore.backends.s3 import S3Backend
+
+    be = S3Backend.from_url(seaweedfs.url(seaweedfs.new_bucket(), "store"))
+    be.create()
+    with be:
+        yield be
+    be.destroy()

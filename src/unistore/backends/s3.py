@@ -46,6 +46,7 @@ from ..errors import (
     BackendURLInvalid,
     ConfigError,
     CredentialsError,
+    DirectoryNotEmpty,
     IntegrityError,
     ObjectNotFound,
     PermissionDenied,
@@ -606,8 +607,9 @@ class S3Backend(Backend):
         if not keys:
             raise ObjectNotFound(name)
         if keys != [prefix]:
-            raise OSError(f"directory not empty: {name}")
-        self._delete_key(prefix, name)
+            raise DirectoryNotEmpty(f"directory not empty: {name!r}")
+        # boto3, not obstore: obstore drops the trailing slash of a marker key
+        self._call(f"rmdir {name}", self._client.delete_object, Bucket=self.bucket, Key=prefix)
 
     def list(self, name: str) -> Iterator[ItemInfo]:
         self._check_open()
