@@ -187,8 +187,7 @@ class Store:
                 raise ConfigError("a plain move needs new_name")
             src = self.find(name, deleted=deleted)
             dst = self.find(new_name, deleted=deleted)
-        if src != dst:
-            self._io.move(src, dst)
+        self._io.move(src, dst)
 
     def list(self, name: str, deleted: bool = False) -> Iterator[ItemInfo]:
         """Yield the items of namespace ``name`` (all nesting levels), names without nesting.
