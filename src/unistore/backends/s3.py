@@ -295,6 +295,7 @@ class S3Backend(Backend):
             request_checksum_calculation=self.checksum,
             response_checksum_validation=self.checksum,
             tcp_keepalive=True,
+            signature_version="s3v4",
         )
         config = Config(**cfg)
         self._client = session.client(
@@ -473,6 +474,9 @@ class S3Backend(Backend):
             status = getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status == 404:
                 return False
+            if status == 403:  # HEAD has no body to tell bad credentials from a policy: ask with a GET
+                self._any_key(self._root)
+                return True
             self._raise(e, f"head bucket {self.bucket}")
 
     def _any_key(self, prefix: str) -> bool:
@@ -1124,7 +1128,11 @@ class S3Backend(Backend):
             resp = self._client.get_object_retention(Bucket=self.bucket, Key=self._key(name))
         except Exception as e:
             code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"):
+            if code in (
+                "NoSuchObjectLockConfiguration",
+                "ObjectLockConfigurationNotFoundError",
+                "NoSuchObjectRetention",
+            ):
                 return None
             self._raise(e, f"get retention {name}")
         ret = resp.get("Retention") or {}
@@ -1148,7 +1156,11 @@ class S3Backend(Backend):
             resp = self._client.get_object_legal_hold(Bucket=self.bucket, Key=self._key(name))
         except Exception as e:
             code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"):
+            if code in (
+                "NoSuchObjectLockConfiguration",
+                "ObjectLockConfigurationNotFoundError",
+                "NoSuchObjectLegalHold",
+            ):
                 return False
             self._raise(e, f"get legal hold {name}")
         return bool(resp.get("LegalHold", {}).get("Status") == "ON")
@@ -1163,13 +1175,16 @@ class S3Backend(Backend):
         return str(resp.get("StorageClass") or "STANDARD")
 
     def set_storage_class(self, name: str, storage_class: str) -> None:
-        """Rewrite the item in place (server-side) with another storage class."""
+        """Rewrite the item in place (server-side copy onto itself) with another storage class."""
         self._check_open()
         key = self._key(name)
+        head = self._call(f"info {name}", self._client.head_object, Bucket=self.bucket, Key=key, **self._sse_args())
         extra = self._sse_args()
         if self._sse:
             extra["CopySourceSSECustomerAlgorithm"] = "AES256"
             extra["CopySourceSSECustomerKey"] = self._sse["SSECustomerKey"].value
+        if head.get("ContentType"):
+            extra["ContentType"] = head["ContentType"]
         self._call(
             f"set storage class {name}",
             self._client.copy_object,
@@ -1177,7 +1192,8 @@ class S3Backend(Backend):
             Bucket=self.bucket,
             Key=key,
             StorageClass=storage_class,
-            MetadataDirective="COPY",
+            MetadataDirective="REPLACE",
+            Metadata=head.get("Metadata", {}),
             **extra,
         )
 
