@@ -49,6 +49,7 @@ log = logging.getLogger("unistore.adapters.zodb.blobstorage")
 
 BLOB_ROOT = "blobs"
 DELETE_BATCH = 1000
+FETCH_CHUNK = 8 * 1024 * 1024
 
 
 def oid_hex(oid: bytes) -> str:
@@ -151,6 +152,7 @@ class S3BlobStorage:
     local read cache (at most ``cache_size`` bytes); ``staging_dir`` (default ``cache_dir/tmp``) is
     where blobs wait between ``storeBlob`` and the end of the transaction, and is the storage's
     ``temporaryDirectory()``: keep it on the same file system as the ZODB client's temp files.
+    ``close()`` closes the backend when it was given as a URL (or ``owns_backend`` is true).
     """
 
     def __init__(
@@ -162,6 +164,7 @@ class S3BlobStorage:
         cache_size: int = DEFAULT_CACHE_SIZE,
         staging_dir: str | None = None,
         upload_workers: int = 8,
+        owns_backend: bool | None = None,
         _shared: _Shared | None = None,
     ):
         if _shared is None:
@@ -169,7 +172,7 @@ class S3BlobStorage:
                 temp = getattr(base_storage.fshelper, "temp_dir", None)
                 if temp is not None and not _raises(lambda: base_storage.temporaryDirectory()):
                     raise ValueError("the base storage already stores blobs itself; configure it without blob-dir")
-            owns = isinstance(backend, str)
+            owns = isinstance(backend, str) if owns_backend is None else owns_backend
             be = _open_backend(backend)
             cache_dir = os.path.abspath(cache_dir)
             staging = os.path.abspath(staging_dir or os.path.join(cache_dir, "tmp"))
@@ -252,12 +255,15 @@ class S3BlobStorage:
         backend = self._shared.backend
 
         def fetch(file: IO[bytes]) -> None:
-            with backend.open_reader(name) as reader:
-                while True:
-                    chunk = reader.read(1024 * 1024)
-                    if not chunk:
-                        break
-                    file.write(chunk)
+            # ranged loads: a blob smaller than FETCH_CHUNK costs exactly one GET (no HEAD first),
+            # a larger one streams in FETCH_CHUNK pieces without being held in memory
+            offset = 0
+            while True:
+                chunk = backend.load(name, offset=offset, size=FETCH_CHUNK)
+                file.write(chunk)
+                offset += len(chunk)
+                if len(chunk) < FETCH_CHUNK:
+                    return
 
         return fetch
 
