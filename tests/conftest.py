@@ -18,9 +18,23 @@ from unistore.backends.base import Backend
 from unistore.backends.memory import MemoryBackend
 from unistore.backends.posixfs import PosixFS
 
-pytest_plugins: list[str] = ["tests.servers.sshd", "tests.servers.seaweedfs", "tests.servers.moto"]
+pytest_plugins: list[str] = [
+    "tests.servers.sshd",
+    "tests.servers.rclone",
+    "tests.servers.seaweedfs",
+    "tests.servers.moto",
+]
 
-CONTRACT_BACKENDS: list[str] = ["memory", "posixfs", "sftp", "sftp_rclone", "s3_seaweedfs", "s3_moto"]
+CONTRACT_BACKENDS: list[str] = [
+    "memory",
+    "posixfs",
+    "sftp",
+    "sftp_rclone",
+    "rclone_local",
+    "rclone_s3",
+    "s3_seaweedfs",
+    "s3_moto",
+]
 
 
 @pytest.fixture(autouse=True)
