@@ -29,12 +29,14 @@ import io
 import logging
 import os
 import re
+import stat
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, TypeVar
 
 from ..errors import (
@@ -161,6 +163,7 @@ class S3Backend(Backend):
         checksum: str = "when_supported",
         engine: str = "auto",
         bypass_governance: bool = False,
+        unsigned_payload: bool | None = None,
         b2: bool = False,
     ) -> None:
         if not bucket:
@@ -210,6 +213,10 @@ class S3Backend(Backend):
             raise ConfigError(f"checksum must be when_supported or when_required, not {checksum!r}")
         self.checksum = checksum
         self.bypass_governance = _as_bool(bypass_governance, "bypass_governance")
+        # like the AWS SDKs: over TLS the payload is protected already and need not be hashed into the signature
+        self.unsigned_payload = (
+            self.use_ssl if unsigned_payload is None else _as_bool(unsigned_payload, "unsigned_payload")
+        )
         self._sse: dict[str, Any] = {}
         self._sse_b64: _Secret | None = None
         if sse_customer_key is not None:
@@ -287,7 +294,7 @@ class S3Backend(Backend):
         self.region = region
         cfg: dict[str, Any] = dict(
             region_name=region,
-            s3={"addressing_style": self.addressing_style},
+            s3={"addressing_style": self.addressing_style, "payload_signing_enabled": not self.unsigned_payload},
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             retries={"max_attempts": self.max_attempts, "mode": "standard"},
@@ -334,7 +341,7 @@ class S3Backend(Backend):
     def _make_obstore(self, session: Any) -> Any:
         from obstore.store import S3Store
 
-        config: dict[str, Any] = {"region": self.region}
+        config: dict[str, Any] = {"region": self.region, "unsigned_payload": self.unsigned_payload}
         if self.endpoint_url:
             config["endpoint"] = self.endpoint_url
             config["virtual_hosted_style_request"] = False
@@ -894,9 +901,8 @@ class S3Backend(Backend):
         if self._obs is not None:
             import obstore
 
-            source: Any = file
-            if size is not None:
-                source = _LimitedReader(file, size)
+            path = _whole_file_path(file, size)
+            source: Any = path or (_LimitedReader(file, size) if size is not None else file)
             try:
                 obstore.put(
                     self._obs,
@@ -904,11 +910,13 @@ class S3Backend(Backend):
                     source,
                     use_multipart=True,
                     chunk_size=self.multipart_chunksize,
-                    max_concurrency=self.workers,
+                    max_concurrency=min(self.workers, 12),
                 )
             except Exception as e:
                 self._abort_pending(key, started)
                 self._raise(e, f"store {name}")
+            if path is not None:
+                file.seek(0, os.SEEK_END)  # consumed, as if read
             return
         from boto3.s3.transfer import TransferConfig
 
@@ -986,19 +994,29 @@ class S3Backend(Backend):
     def _parallel_download(self, key: str, name: str, fd: int, pos: int, start: int, length: int) -> int:
         part = self.multipart_chunksize
 
+        def fetch(off: int, n: int) -> Any:
+            if self._obs is None:
+                return self._get(key, (off, off + n))
+            import obstore
+
+            try:
+                return obstore.get_range(self._obs, key, start=off, length=n)  # zero-copy buffer
+            except Exception as e:
+                self._raise(e, f"load {name}")
+
         def one(off: int) -> int:
             n = min(part, length - off)
-            data = self._get(key, (start + off, start + off + n))
-            if len(data) != n:
+            view = memoryview(fetch(start + off, n))
+            if len(view) != n:
                 raise ReadRangeError(f"{name}: short read at {start + off}")
-            view = memoryview(data)
             done = 0
             while done < n:
                 done += os.pwrite(fd, view[done:], pos + off + done)
             return n
 
-        pool = self._bulk_pool()
-        return sum(pool.map(one, range(0, length, part)))
+        # a private pool: load_file may itself run on the bulk pool
+        with ThreadPoolExecutor(max_workers=min(self.workers, 8), thread_name_prefix="unistore-s3-get") as pool:
+            return sum(pool.map(one, range(0, length, part)))
 
     def open_reader(self, name: str) -> BinaryIO:
         """A buffered, streaming reader of ``name`` (one GET, read as it is consumed)."""
@@ -1389,12 +1407,27 @@ def _chain_first(first: T | None, rest: Iterator[T]) -> Iterator[T]:
     yield from rest
 
 
+def _whole_file_path(file: IO[bytes], size: int | None) -> Path | None:
+    """The path of ``file`` if it is a regular file read from its start to its end (Rust reads it then)."""
+    try:
+        name = getattr(file, "name", None)
+        if not isinstance(name, str) or file.tell() != 0:
+            return None
+        st = os.fstat(file.fileno())
+        on_disk = os.stat(name)
+        if (st.st_dev, st.st_ino) != (on_disk.st_dev, on_disk.st_ino) or not stat.S_ISREG(st.st_mode):
+            return None
+        if size is not None and size != st.st_size:
+            return None
+        return Path(name)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+
+
 def _regular_fd(file: IO[bytes]) -> int | None:
     """The descriptor of ``file`` if it is a regular, seekable file (for positional writes)."""
     try:
         fd = file.fileno()
-        import stat
-
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         file.flush()

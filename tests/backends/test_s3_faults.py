@@ -1,0 +1,111 @@
+"""S3 fault tests on a private SeaweedFS that the tests kill and restart (by PID)."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers.seaweedfs import SeaweedFS, start_seaweedfs
+from unistore.backends.s3 import S3Backend
+from unistore.errors import BackendConnectionError
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def private_seaweedfs(tmp_path: Path) -> Iterator[SeaweedFS]:
+    with start_seaweedfs(tmp_path / "weed") as server:
+        yield server
+
+
+class KillingReader(io.RawIOBase):
+    """Yields ``total`` bytes; kills the server once ``kill_after`` bytes have been read."""
+
+    def __init__(self, server: SeaweedFS, total: int, kill_after: int) -> None:
+        self.server = server
+        self.left = total
+        self.read_so_far = 0
+        self.kill_after = kill_after
+        self.block = os.urandom(MiB)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.read_so_far >= self.kill_after:
+            self.server.kill()
+        n = min(len(buffer), self.left, MiB)
+        buffer[:n] = self.block[:n]
+        self.left -= n
+        self.read_so_far += n
+        return n
+
+
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
+def test_server_killed_during_multipart_upload(private_seaweedfs: SeaweedFS, engine: str) -> None:
+    sw = private_seaweedfs
+    bucket = sw.new_bucket()
+    url = sw.url(bucket, "fault")
+    options: dict[str, Any] = dict(
+        engine=engine, connect_timeout=2, read_timeout=5, max_attempts=2, multipart_chunksize=5 * MiB, workers=2
+    )
+    be = S3Backend.from_url(url, **options)
+    be.create()
+    be.open()
+    be.store("before", b"still here")
+    reader = KillingReader(sw, total=64 * MiB, kill_after=12 * MiB)
+    t0 = time.monotonic()
+    with pytest.raises(BackendConnectionError):
+        be.store_file("partial", reader)  # type: ignore[arg-type]
+    elapsed = time.monotonic() - t0
+    # bounded by the configured timeouts and attempts, not hanging (generous margin for a busy machine)
+    assert elapsed < (2 + 5) * 2 * 3 + 10
+    assert sw.proc is not None and sw.proc.poll() is not None  # the server really died
+    be.close()
+    sw.start()  # same ports, same data
+    with S3Backend.from_url(url, engine=engine) as after:
+        assert not after.info("partial").exists  # no partial object ever became visible
+        assert after.load("before") == b"still here"
+    raw = sw.client()
+    keys = [o["Key"] for o in raw.list_objects_v2(Bucket=bucket, Prefix="fault/").get("Contents", [])]
+    assert "fault/partial" not in keys
+
+
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
+def test_retry_recovers_transient_outage(private_seaweedfs: SeaweedFS, engine: str) -> None:
+    sw = private_seaweedfs
+    bucket = sw.new_bucket()
+    url = sw.url(bucket, "retry")
+    be = S3Backend.from_url(url, engine=engine, connect_timeout=2, read_timeout=10, max_attempts=10)
+    be.create()
+    be.open()
+    be.store("idem", b"value survives")
+    sw.kill()
+    restarted = threading.Event()
+    failure: list[BaseException] = []
+
+    def restart() -> None:
+        try:
+            time.sleep(0.5)
+            sw.start()
+        except BaseException as e:  # noqa: BLE001
+            failure.append(e)
+        finally:
+            restarted.set()
+
+    t = threading.Thread(target=restart)
+    t.start()
+    try:
+        assert be.load("idem") == b"value survives"  # GET retried until the server is back
+        assert be.info("idem").size == len(b"value survives")
+    finally:
+        t.join()
+        be.close()
+    assert restarted.is_set() and failure == []
