@@ -376,29 +376,43 @@ class S3BlobStorage:
         return dst
 
     def undo(self, transaction_id: bytes, transaction: Any) -> Any:
+        """Undo in the base, then carry each affected blob's restored revision to the new tid.
+
+        As ZODB's own BlobStorage does: for every object of the undone transaction that has a blob
+        revision there, the revision before it (or, when the undone transaction created the object,
+        that revision itself, for a later redo) is copied (server-side where the backend can) to the
+        undo transaction's tid, during the vote.
+        """
         result = self._base.undo(transaction_id, transaction)
         txn = self._current(transaction)
         undone_tid = base64.decodebytes(transaction_id + b"\n")
-        pairs: list[tuple[bytes, bytes]] = []
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bytes):
-            # ZODB style: (undo tid, oids); the blob to carry forward is the one before the undone txn
-            txn.tid = txn.tid or result[0]
-            backend = self._shared.backend
-            for oid in result[1]:
-                if not backend.info(blob_name(oid, undone_tid)).exists:
-                    continue  # the undone transaction stored no blob for this object
-                try:
-                    before = self._base.loadBefore(oid, undone_tid)
-                except POSKeyError:
-                    before = None
-                pairs.append((oid, undone_tid if before is None else before[1]))
-        elif result is not None:
-            # RelStorage style: [(oid_int, restored_tid_int)]
-            for oid_int, tid_int in result:
-                pairs.append((p64(oid_int), p64(tid_int)))
+            txn.tid = txn.tid or result[0]  # ZODB style: (undo tid, oids)
+            oids = list(result[1])
+        else:  # RelStorage returns nothing: read the undone transaction's oids from the base
+            oids = self._oids_of(undone_tid)
+        backend = self._shared.backend
+        pairs: list[tuple[bytes, bytes]] = []
+        for oid in oids:
+            if not backend.info(blob_name(oid, undone_tid)).exists:
+                continue  # the undone transaction stored no blob for this object
+            try:
+                before = self._base.loadBefore(oid, undone_tid)
+            except POSKeyError:
+                before = None
+            pairs.append((oid, undone_tid if before is None else before[1]))
         with txn.lock:
             txn.copies.extend(pairs)
         return result
+
+    def _oids_of(self, tid: bytes) -> list[bytes]:
+        it = self._base.iterator(tid, tid)
+        try:
+            return [record.oid for trans in it if trans.tid == tid for record in trans]
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
     def _committing_tid(self) -> bytes:
         """The tid of the transaction being voted, for storages that choose it late (RelStorage).

@@ -1,0 +1,143 @@
+"""A private PostgreSQL for the test session (RelStorage tests).
+
+``initdb`` + ``pg_ctl start`` in a temp dir, listening on 127.0.0.1 on a free port, with fsync off.
+PostgreSQL refuses to run as root, so as root the programs run as the ``postgres`` user (via
+``runuser``) in a directory owned by that user. Stopped by ``pg_ctl stop`` and, if that fails, by
+the postmaster's PID; the data directory is removed afterwards, also on failure.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+
+def pg_bindir() -> str:
+    """The directory holding initdb/pg_ctl (Debian keeps them off PATH)."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return os.path.dirname(found)
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
+    if not candidates:
+        raise RuntimeError("PostgreSQL server programs not found (apt-get install postgresql)")
+    return os.path.dirname(candidates[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgreSQL:
+    """One running server; ``dsn(dbname)`` and ``new_database()`` for tests."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.datadir = os.path.join(workdir, "data")
+        self.port = _free_port()
+        self.host = "127.0.0.1"
+        self.user = "postgres"
+        self.bindir = pg_bindir()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+            pw = pwd.getpwnam("postgres")
+            os.chown(workdir, pw.pw_uid, pw.pw_gid)
+        self.pid: int | None = None
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        subprocess.run(
+            [*self._as_user, *args],
+            check=True,
+            timeout=timeout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+
+    def start(self) -> None:
+        self._run(
+            os.path.join(self.bindir, "initdb"), "-D", self.datadir, "-A", "trust", "-U", self.user,
+            "--no-sync", "-E", "UTF8",
+        )
+        opts = f"-c listen_addresses={self.host} -p {self.port} -k {self.workdir} -c fsync=off "
+        opts += "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        self._run(
+            os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-o", opts,
+            "-l", os.path.join(self.workdir, "log"), "-w", "-t", "60", "start",
+        )
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            self.pid = int(f.readline().strip())
+
+    def stop(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-m", "fast", "-w", "stop", timeout=60)
+        except (subprocess.SubprocessError, OSError):
+            pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(self.pid):
+            time.sleep(0.1)
+        if _alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+        self.pid = None
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"dbname={dbname} user={self.user} host={self.host} port={self.port}"
+
+    def new_database(self) -> str:
+        """Create an empty database with a unique name and return that name."""
+        import psycopg2
+
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        conn = psycopg2.connect(self.dsn())
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {name}")
+        finally:
+            conn.close()
+        return name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def start_postgres() -> Iterator[PostgreSQL]:
+    workdir = tempfile.mkdtemp(prefix="unistore-pg-")
+    server = PostgreSQL(workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    """One PostgreSQL for the whole test session."""
+    with start_postgres() as server:
+        yield server
