@@ -130,23 +130,43 @@ class SFTPServer:
             self.stop()
             raise
 
-    def _signal_group(self, sig: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def pids(self) -> list[int]:
+        """The server's PID and those of every process below it (sshd puts sessions in new sessions)."""
+        if self.proc is None:
+            return []
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
             try:
-                os.killpg(self.proc.pid, sig)
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        found = [self.proc.pid]
+        for pid in found:
+            found.extend(children.get(pid, []))
+        return found
+
+    def _signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
     def stop(self) -> None:
-        """Stop the server and every session process it forked (its process group)."""
+        """Stop the server and every session process it forked (by PID)."""
         if self.proc is None:
             return
-        pid = self.proc.pid
-        try:
-            os.killpg(pid, signal.SIGCONT)
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        pids = self.pids()
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -155,10 +175,10 @@ class SFTPServer:
 
     def freeze(self) -> None:
         """Make the server (and its sessions) stop answering without closing any socket."""
-        self._signal_group(signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        self._signal_group(signal.SIGCONT)
+        self._signal_all(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()

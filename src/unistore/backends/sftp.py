@@ -102,7 +102,7 @@ def _is_connection_lost(exc: BaseException) -> bool:
         return True
     if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
         return False
-    if isinstance(exc, paramiko.SSHException):
+    if isinstance(exc, paramiko.SSHException | paramiko.ssh_exception.NoValidConnectionsError):
         return True
     if isinstance(exc, OSError) and exc.errno in _LOST_ERRNOS:
         return True
@@ -342,11 +342,22 @@ class SFTPBackend(Backend):
 
     def _open_channel(self) -> _Channel:
         with self._lock:
+            if self._client is not None:
+                transport = self._client.get_transport()
+                if transport is None or not transport.is_active():
+                    self._drop_connection_locked()
             if self._client is None:
                 self._client = self._connect()
             client, gen = self._client, self._gen
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(self.timeout)
+        try:
+            sftp = client.open_sftp()
+            sftp.get_channel().settimeout(self.timeout)
+        except BaseException as e:
+            if _is_connection_lost(e):
+                with self._lock:
+                    if gen == self._gen:
+                        self._drop_connection_locked()
+            raise
         return _Channel(sftp, gen)
 
     def _acquire(self) -> _Channel:
@@ -490,19 +501,15 @@ class SFTPBackend(Backend):
 
     # ----------------------------------------------------------------- lifecycle
     def _lifecycle_connect(self) -> None:
-        with self._lock:
-            if self._client is None:
-                self._client = self._connect()
-        # resolve the base path to an absolute one (relative paths start at the login directory)
-        if not self._root:
+        """Connect (with retries, through _run) and resolve the base path to an absolute one."""
 
-            def resolve(sftp: Any, attempt: int) -> str:
-                if self.path.startswith("/"):
-                    return "/" + self.path.strip("/")
-                home = sftp.normalize(".")
-                return home.rstrip("/") + "/" + self.path.strip("/")
+        def resolve(sftp: Any, attempt: int) -> str:
+            if self.path.startswith("/"):
+                return "/" + self.path.strip("/")
+            home = sftp.normalize(".")  # relative paths start at the login directory
+            return home.rstrip("/") + "/" + self.path.strip("/")
 
-            self._root = self._run("resolve path", resolve)
+        self._root = self._run("connect", resolve)
 
     def _lifecycle_disconnect(self) -> None:
         with self._lock:

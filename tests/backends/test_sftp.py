@@ -1,0 +1,315 @@
+"""SFTP backend: URLs, ssh config, host keys, authentication, and faults against a real OpenSSH sshd.
+
+The contract suite (test_contract.py) covers the operations on OpenSSH and on ``rclone serve sftp``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers.sshd import SFTPServer, free_port
+from unistore.backends.sftp import SFTPBackend
+from unistore.errors import (
+    BackendAlreadyExists,
+    BackendConnectionError,
+    BackendDoesNotExist,
+    BackendURLInvalid,
+    CredentialsError,
+    ObjectNotFound,
+)
+from unistore.url import open_backend
+
+# ----------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize(
+    "url,host,port,user,path",
+    [
+        ("sftp://host/rel/path", "host", 22, None, "rel/path"),
+        ("sftp://bob@host:2222/rel", "host", 2222, "bob", "rel"),
+        ("sftp://bob@host:2222//abs/path", "host", 2222, "bob", "/abs/path"),
+        ("sftp://b%40x@host//abs/with%20space/", "host", 22, "b@x", "/abs/with space"),
+        ("sftp://[::1]:2200/p", "::1", 2200, None, "p"),
+    ],
+)
+def test_url_parsing(url: str, host: str, port: int, user: str | None, path: str) -> None:
+    be = SFTPBackend.from_url(url, ssh_config=None)
+    assert (be.hostname, be.port, be.user, be.path) == (host, port, user, path)
+    assert isinstance(open_backend(url, ssh_config=None), SFTPBackend)
+
+
+@pytest.mark.parametrize("url", ["sftp://host", "sftp://host/", "sftp://host//", "sftp://u:pw@host/p", "sftp:/x"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(BackendURLInvalid) as e:
+        SFTPBackend.from_url(url, ssh_config=None)
+    assert "pw" not in str(e.value)
+
+
+def test_password_never_shown(sshd: SFTPServer, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "s3cret-Pa55word"
+    caplog.set_level(logging.DEBUG, logger="unistore")
+    be = SFTPBackend.from_url(sshd.url(), **sshd.options(password=secret))
+    be.create()
+    with be:
+        be.store("x", b"1")
+        assert be.load("x") == b"1"
+    be.destroy()
+    assert secret not in repr(be)
+    assert secret not in caplog.text
+    assert "x: 1 bytes" in caplog.text  # operations are logged with their volume
+
+
+# ----------------------------------------------------------------- paths, config, lifecycle
+
+
+def test_relative_path_and_ssh_config(sshd: SFTPServer, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host mytestalias\n  HostName {sshd.host}\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.client_key}\n  UserKnownHostsFile {sshd.known_hosts}\n"
+    )
+    be = SFTPBackend.from_url(
+        "sftp://mytestalias/rel/store", ssh_config=str(config), allow_agent=False, look_for_keys=False
+    )
+    assert (be.hostname, be.port, be.user) == (sshd.host, sshd.port, sshd.user)
+    be.create()
+    try:
+        with be:
+            be.store("k", b"value")
+        # relative paths start at the login (start) directory, here the server's data directory
+        assert (sshd.local_path("rel/store/k")).read_bytes() == b"value"
+        with pytest.raises(BackendAlreadyExists):
+            be.create()
+    finally:
+        be.destroy()
+    assert not sshd.local_path("rel/store").exists()
+    with pytest.raises(BackendDoesNotExist):
+        be.open()
+    with pytest.raises(BackendDoesNotExist):
+        be.destroy()
+
+
+def test_names_stay_below_root(backend_sftp: SFTPBackend, sshd: SFTPServer) -> None:
+    backend_sftp.store("a/b", b"1")
+    root = Path(backend_sftp._root)  # sshd runs on this machine: server paths are local paths
+    assert root.parent == sshd.data
+    assert (root / "a" / "b").read_bytes() == b"1"
+    # a temp file of an interrupted write is never listed
+    (root / "a" / "b.1234.tmp").write_bytes(b"partial")
+    assert [i.name for i in backend_sftp.list("a")] == ["b"]
+
+
+# ----------------------------------------------------------------- host keys and authentication
+
+
+def test_unknown_host_key_refused_unless_opted_in(sshd: SFTPServer, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    url = sshd.url()
+    be = SFTPBackend.from_url(url, **sshd.options(known_hosts=str(empty), retries=0))
+    with pytest.raises(CredentialsError, match="not known"):
+        be.create()
+    # explicit opt-in
+    ok = SFTPBackend.from_url(url, **sshd.options(known_hosts=str(empty), accept_unknown_host_key=True))
+    ok.create()
+    # or the caller passes the key
+    with SFTPBackend.from_url(url, **sshd.options(known_hosts=str(empty), host_key=sshd.host_public_key)) as be2:
+        be2.store("k", b"v")
+        assert be2.load("k") == b"v"
+    ok.destroy()
+
+
+def test_wrong_host_key_refused(sshd: SFTPServer, tmp_path: Path) -> None:
+    wrong = tmp_path / "known_hosts"
+    other_key = Path(f"{sshd.client_key}.pub").read_text().split()[:2]  # some other ed25519 key
+    wrong.write_text(f"[{sshd.host}]:{sshd.port} {' '.join(other_key)}\n")
+    be = SFTPBackend.from_url(sshd.url(), **sshd.options(known_hosts=str(wrong)))
+    with pytest.raises(CredentialsError, match="does not match"):
+        be.create()
+    # accept_unknown_host_key never overrides a mismatch
+    be = SFTPBackend.from_url(sshd.url(), **sshd.options(known_hosts=str(wrong), accept_unknown_host_key=True))
+    with pytest.raises(CredentialsError, match="does not match"):
+        be.create()
+    # nor does a wrong host_key option
+    be = SFTPBackend.from_url(sshd.url(), **sshd.options(host_key=" ".join(other_key), known_hosts=str(tmp_path / "x")))
+    with pytest.raises(CredentialsError, match="does not match"):
+        be.create()
+
+
+def test_wrong_client_key_refused(sshd: SFTPServer, tmp_path: Path) -> None:
+    key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    be = SFTPBackend.from_url(sshd.url(), **sshd.options(key_filename=str(key)))
+    t0 = time.monotonic()
+    with pytest.raises(CredentialsError, match="authentication"):
+        be.create()
+    assert time.monotonic() - t0 < 20  # refused at once, not retried
+
+
+def test_connection_refused(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    be = SFTPBackend.from_url(
+        f"sftp://127.0.0.1:{port}/x",
+        ssh_config=None,
+        retries=1,
+        retry_wait=0.05,
+        connect_timeout=2,
+        accept_unknown_host_key=True,
+    )
+    with pytest.raises(BackendConnectionError):
+        be.open()
+    assert not be.opened
+
+
+# ----------------------------------------------------------------- concurrency
+
+
+def test_channels_are_pooled(backend_sftp: SFTPBackend) -> None:
+    items = {f"p/{i:03d}": os.urandom(100) for i in range(64)}
+    backend_sftp.store_many(items)
+    assert dict(backend_sftp.load_many(sorted(items))) == items
+    # the pool never opens more channels than configured, all on one SSH connection
+    assert len(backend_sftp._idle) <= backend_sftp.channels
+    assert len({id(ch.sftp.get_channel().get_transport()) for ch in backend_sftp._idle}) == 1
+
+
+def test_list_recursive_many_directories(backend_sftp: SFTPBackend) -> None:
+    names = [f"data/{a:02x}/{b:02x}/{a:02x}{b:02x}" for a in range(6) for b in range(5)]
+    backend_sftp.store_many((n, n.encode()) for n in names)
+    got = list(backend_sftp.list_recursive("data"))
+    assert [i.name for i in got] == [n[len("data/") :] for n in sorted(names)]
+    assert all(i.size == len(n) for i, n in zip(got, sorted(names), strict=True))
+
+
+# ----------------------------------------------------------------- faults
+
+
+class SlowReader(io.RawIOBase):
+    """A seekable source that is slow to read, so a transfer can be interrupted mid-way."""
+
+    def __init__(self, data: bytes, delay: float):
+        self.buf = io.BytesIO(data)
+        self.delay = delay
+        self.started = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.buf.tell()
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.buf.seek(pos, whence)
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self.buf.read(size)
+        self.started.set()
+        time.sleep(self.delay)
+        return data
+
+
+class SlowWriter:
+    def __init__(self, delay: float):
+        self.h = hashlib.sha256()
+        self.n = 0
+        self.delay = delay
+        self.started = threading.Event()
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        self.n += len(data)
+        self.started.set()
+        time.sleep(self.delay)
+        return len(data)
+
+
+def _in_thread(func: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = func()
+        except BaseException as e:  # noqa: BLE001
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_sshd_killed_mid_transfer_recovers(sshd_private: SFTPServer) -> None:
+    server = sshd_private
+    be = SFTPBackend.from_url(server.url(), **server.options(timeout=10, connect_timeout=5, retries=5, retry_wait=0.3))
+    be.create()
+    be.open()
+    try:
+        data = os.urandom(32 * 1024 * 1024)
+        src = SlowReader(data, delay=0.3)
+        t, out = _in_thread(lambda: be.store_file("big", src))
+        assert src.started.wait(30)
+        server.stop()  # kills sshd and every session process: the transfer breaks
+        server.start()  # same port, same host key
+        t.join(120)
+        assert not t.is_alive()
+        assert "error" not in out, out.get("error")
+        assert be.load("big") == data
+
+        # a download interrupted mid-way resumes where it broke off
+        dst = SlowWriter(delay=0.05)
+        t, out = _in_thread(lambda: be.load_file("big", dst))  # type: ignore[arg-type]
+        assert dst.started.wait(30)
+        server.restart()
+        t.join(120)
+        assert not t.is_alive()
+        assert "error" not in out, out.get("error")
+        assert out["result"] == len(data) == dst.n
+        assert dst.h.hexdigest() == hashlib.sha256(data).hexdigest()
+
+        # and plain operations go on after the restart
+        server.restart()
+        be.store("after", b"restart")
+        assert be.load("after") == b"restart"
+        assert {i.name for i in be.list("")} == {"after", "big"}
+    finally:
+        be.close()
+
+
+def test_unresponsive_server_times_out(sshd_private: SFTPServer) -> None:
+    server = sshd_private
+    be = SFTPBackend.from_url(server.url(), **server.options(timeout=1, connect_timeout=1, retries=1, retry_wait=0.1))
+    be.create()
+    be.open()
+    try:
+        be.store("k", b"v")
+        server.freeze()  # sshd and its sessions stop answering; sockets stay open
+        t, out = _in_thread(lambda: be.load("k"))
+        t.join(60)  # far above timeout + retries * (connect_timeout + retry_wait)
+        assert not t.is_alive(), "the backend hung on a server that stopped answering"
+        assert isinstance(out.get("error"), BackendConnectionError), out
+        server.thaw()
+        # the backend reconnects once the server answers again
+        assert be.load("k") == b"v"
+    finally:
+        server.thaw()
+        be.close()
+
+
+def test_missing_item_is_not_a_connection_error(backend_sftp: SFTPBackend) -> None:
+    with pytest.raises(ObjectNotFound):
+        backend_sftp.load("nothing/here")
+    # the channel that saw the error is still usable
+    backend_sftp.store("ok", b"1")
+    assert backend_sftp.load("ok") == b"1"
