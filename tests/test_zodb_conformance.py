@@ -107,9 +107,7 @@ def test_storage_reusable_suite(base_kind: str, undo: bool, recovery: bool, suit
         assert test_id in baseline, (test_id, examples)
         assert set(examples) <= set(baseline[test_id]), (test_id, examples, baseline[test_id])
     # and the one difference root makes is the only thing ZODB's BlobStorage fails
-    assert all(
-        "open(blob.committed(), 'w')" in " ".join(ex) for ex in baseline.values()
-    ), baseline
+    assert all("open(blob.committed(), 'w')" in " ".join(ex) for ex in baseline.values()), baseline
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,7 +174,9 @@ _NOT_FOR_MAPPING = ("testLoadBeforeUndo", "testUndoZombie", "testOversizeNote")
 _RACE_TESTS = ("test_race_load_vs_external_invalidate", "test_race_external_invalidate_vs_disconnect")
 
 
-def _make_class(name: str, make_base: Any, mixins: tuple[type, ...], backend_kind: str, leave_out: tuple[str, ...]) -> type:
+def _make_class(
+    name: str, make_base: Any, mixins: tuple[type, ...], backend_kind: str, leave_out: tuple[str, ...]
+) -> type:
     attrs: dict[str, Any] = {"make_base": staticmethod(make_base), "backend_kind": backend_kind}
     if make_base is _file_base:
         attrs["use_extension_bytes"] = True  # FileStorage keeps extension bytes (as ZODB's own test says)

@@ -70,14 +70,31 @@ class PostgreSQL:
 
     def start(self) -> None:
         self._run(
-            os.path.join(self.bindir, "initdb"), "-D", self.datadir, "-A", "trust", "-U", self.user,
-            "--no-sync", "-E", "UTF8",
+            os.path.join(self.bindir, "initdb"),
+            "-D",
+            self.datadir,
+            "-A",
+            "trust",
+            "-U",
+            self.user,
+            "--no-sync",
+            "-E",
+            "UTF8",
         )
         opts = f"-c listen_addresses={self.host} -p {self.port} -k {self.workdir} -c fsync=off "
         opts += "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         self._run(
-            os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-o", opts,
-            "-l", os.path.join(self.workdir, "log"), "-w", "-t", "60", "start",
+            os.path.join(self.bindir, "pg_ctl"),
+            "-D",
+            self.datadir,
+            "-o",
+            opts,
+            "-l",
+            os.path.join(self.workdir, "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         with open(os.path.join(self.datadir, "postmaster.pid")) as f:
             self.pid = int(f.readline().strip())

@@ -442,9 +442,7 @@ class S3BlobStorage:
             for oid, src_tid in txn.copies:
                 dst = blob_name(oid, txn.tid)
                 self._register(txn, dst)
-                txn.futures.append(
-                    self._shared.executor.submit(self._copy, txn, blob_name(oid, src_tid), dst)
-                )
+                txn.futures.append(self._shared.executor.submit(self._copy, txn, blob_name(oid, src_tid), dst))
             txn.copies = []
             futures = list(txn.futures)
         done, _ = wait(futures)

@@ -85,7 +85,7 @@ class BlobCache:
                     found.append((st.st_atime, (d.name, f.name[:-5]), st.st_size))
         found.sort()
         with self._lock:
-            for atime, key, size in found:
+            for _atime, key, size in found:
                 self._entries[key] = [size, 0.0]
                 self._total += size
         # files left in incoming/ by a crashed process are garbage
