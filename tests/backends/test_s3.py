@@ -446,3 +446,22 @@ def test_moto_fixture_shape(moto_s3: MotoS3) -> None:
         be.store("a", b"b")
         assert moto_s3.client().get_object(Bucket=bucket, Key="m/a")["Body"].read() == b"b"
     be.destroy()
+
+
+# ---------------------------------------------------------------------- through the Store
+def test_store_with_nested_namespace_on_s3(seaweedfs: SeaweedFS) -> None:
+    from unistore import Store
+
+    url = seaweedfs.url(seaweedfs.new_bucket(), "repo")
+    store = Store(url, config={"": {"levels": [0]}, "data/": {"levels": [2]}})
+    store.create()
+    with store:
+        keys = [f"data/{i:064x}" for i in range(30)]
+        store.store_many((k, k.encode()) for k in keys)
+        store.store("config", b"c")
+        assert store.load(keys[7]) == keys[7].encode()
+        assert sorted(i.name for i in store.list("data")) == sorted(k.split("/")[1] for k in keys)
+        assert store.load("config") == b"c"
+        store.delete(keys[0])
+        assert len(list(store.list("data"))) == 29
+    store.destroy()

@@ -154,7 +154,7 @@ class S3Backend(Backend):
         read_timeout: float = 60.0,
         max_attempts: int = 3,
         max_pool_connections: int | None = None,
-        workers: int = 16,
+        workers: int = 8,
         multipart_threshold: int = 16 * MiB,
         multipart_chunksize: int = 8 * MiB,
         storage_class: str | None = None,
@@ -236,6 +236,7 @@ class S3Backend(Backend):
         self._obs: Any = None
         self._versioned = False
         self._pool: ThreadPoolExecutor | None = None
+        self._boto_session: Any = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -316,6 +317,7 @@ class S3Backend(Backend):
             raise CredentialsError(
                 "no S3 credentials: give key:secret in the URL, a profile, or configure boto3's credential chain"
             )
+        self._boto_session = session
         self._obs = self._make_obstore(session) if self._use_obstore() else None
 
     def _use_obstore(self) -> bool:
@@ -338,10 +340,12 @@ class S3Backend(Backend):
             return False
         return True
 
-    def _make_obstore(self, session: Any) -> Any:
+    def _make_obstore(self, session: Any, *, checksum: bool = False) -> Any:
         from obstore.store import S3Store
 
         config: dict[str, Any] = {"region": self.region, "unsigned_payload": self.unsigned_payload}
+        if checksum:  # object-lock buckets refuse writes without a content checksum
+            config["checksum_algorithm"] = "sha256"
         if self.endpoint_url:
             config["endpoint"] = self.endpoint_url
             config["virtual_hosted_style_request"] = False
@@ -536,10 +540,19 @@ class S3Backend(Backend):
                 raise BackendDoesNotExist(f"{self!r} does not exist (create it first)")
             versioning = self._call("versioning", self._client.get_bucket_versioning, Bucket=self.bucket)
             self._versioned = versioning.get("Status") in ("Enabled", "Suspended")
+            if self._versioned and self._obs is not None and self._object_lock_enabled():
+                self._obs = self._make_obstore(self._boto_session, checksum=True)
         except BaseException:
             self._close_clients()
             raise
         self.opened = True
+
+    def _object_lock_enabled(self) -> bool:
+        try:
+            conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except Exception:  # no lock configuration (or not implemented by the service)
+            return False
+        return bool(conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")
 
     def close(self) -> None:
         self.opened = False
