@@ -14,6 +14,7 @@ section, or a ``<zodb>`` section around one) and runs the orphan collection on i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -66,7 +67,7 @@ def _blob_dir_items(blob_dir: str) -> Iterator[_Item]:
             path = os.path.join(oid_path, filename)
             _oid, tid = helper.splitBlobFilename(path)
             size = os.path.getsize(path)
-            yield _Item(blob_name(oid, tid), size, lambda p=path: open(p, "rb"))
+            yield _Item(blob_name(oid, tid), size, functools.partial(open, path, "rb"))
 
 
 def _backend_items(source: Backend) -> Iterator[_Item]:
@@ -75,7 +76,7 @@ def _backend_items(source: Backend) -> Iterator[_Item]:
             if parse_blob_name(info.name) is None:
                 continue
             name = f"{BLOB_ROOT}/{info.name}"
-            yield _Item(name, info.size, lambda n=name: _SpooledSource(source, n))
+            yield _Item(name, info.size, functools.partial(_SpooledSource, source, name))
     except ObjectNotFound:
         return
 
