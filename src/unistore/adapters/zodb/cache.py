@@ -187,19 +187,16 @@ class BlobCache:
         return path
 
     def add(self, key: Key, source: str) -> None:
-        """Move the file ``source`` (a just-committed revision) into the cache; it is consumed."""
+        """Move the complete file ``source`` (a just-committed revision) into the cache; it is consumed.
+
+        On the same file system that is one rename (atomic); across file systems the file is
+        dropped instead, since copying would cost the committer time (a later read downloads it).
+        """
         try:
-            size = os.stat(source).st_size
-            if os.stat(source).st_dev == os.stat(self.incoming).st_dev:
-                fd, tmp = tempfile.mkstemp(prefix=f"{key[0]}-{key[1]}-", suffix=".part", dir=self.incoming)
-                os.close(fd)
-                os.replace(source, tmp)
-                try:
-                    self._install(key, tmp, size)
-                except BaseException:
-                    _unlink(tmp)
-                    raise
-            else:  # another file system: copying would cost the committer time; read it back later
+            st = os.stat(source)
+            if st.st_dev == os.stat(self.incoming).st_dev:
+                self._install(key, source, st.st_size)
+            else:
                 _unlink(source)
         except OSError:
             log.warning("could not add %s/%s to the blob cache", key[0], key[1], exc_info=True)
