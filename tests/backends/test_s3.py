@@ -465,3 +465,26 @@ def test_store_with_nested_namespace_on_s3(seaweedfs: SeaweedFS) -> None:
         store.delete(keys[0])
         assert len(list(store.list("data"))) == 29
     store.destroy()
+
+
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
+def test_large_value_goes_multipart(seaweedfs: SeaweedFS, engine: str) -> None:
+    bucket = seaweedfs.new_bucket()
+    be = S3Backend.from_url(
+        seaweedfs.url(bucket, "mp"),
+        engine=engine,
+        multipart_threshold=6 * 1024 * 1024,
+        multipart_chunksize=5 * 1024 * 1024,
+    )
+    be.create()
+    value = os.urandom(13 * 1024 * 1024)
+    with be:
+        be.store("large", memoryview(value))
+        be.store("small", value[:1000])
+        assert be.load("large") == value
+        assert be.load("large", offset=5 * 1024 * 1024 - 3, size=6) == value[5 * 1024 * 1024 - 3 : 5 * 1024 * 1024 + 3]
+    raw = seaweedfs.client()
+    # a multipart upload's ETag ends in -<number of parts>; a single PUT's does not
+    assert raw.head_object(Bucket=bucket, Key="mp/large")["ETag"].strip('"').endswith("-3")
+    assert "-" not in raw.head_object(Bucket=bucket, Key="mp/small")["ETag"]
+    be.destroy()

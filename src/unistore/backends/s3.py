@@ -801,7 +801,7 @@ class S3Backend(Backend):
         view = as_bytes_view(value)
         t0 = time.perf_counter()
         if len(view) >= self.multipart_threshold:
-            self._upload_stream(key, name, io.BytesIO(view), len(view))  # type: ignore[arg-type]
+            self._upload_stream(key, name, _ViewReader(view), len(view))  # type: ignore[arg-type]
         elif self._obs is not None:
             import obstore
 
@@ -1380,6 +1380,23 @@ class _LimitedReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class _ViewReader(io.RawIOBase):
+    """A readable stream over a memoryview, without copying the whole value."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), len(self.view) - self.pos)
+        buffer[:n] = self.view[self.pos : self.pos + n]
+        self.pos += n
+        return n
 
 
 class _IterReader(io.RawIOBase):
