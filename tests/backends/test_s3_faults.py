@@ -14,7 +14,7 @@ import pytest
 
 from tests.servers.seaweedfs import SeaweedFS, start_seaweedfs
 from unistore.backends.s3 import S3Backend
-from unistore.errors import BackendConnectionError
+from unistore.errors import BackendConnectionError, BackendError
 
 MiB = 1024 * 1024
 
@@ -109,3 +109,37 @@ def test_retry_recovers_transient_outage(private_seaweedfs: SeaweedFS, engine: s
         t.join()
         be.close()
     assert restarted.is_set() and failure == []
+
+
+class FailingReader(io.RawIOBase):
+    """Yields ``fail_after`` bytes, then fails like a broken disk."""
+
+    def __init__(self, fail_after: int) -> None:
+        self.left = fail_after
+        self.block = os.urandom(MiB)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            raise OSError("simulated read error")
+        n = min(len(buffer), self.left, MiB)
+        buffer[:n] = self.block[:n]
+        self.left -= n
+        return n
+
+
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
+def test_failed_multipart_upload_is_aborted(seaweedfs: SeaweedFS, engine: str) -> None:
+    bucket = seaweedfs.new_bucket()
+    be = S3Backend.from_url(seaweedfs.url(bucket, "abort"), engine=engine, multipart_chunksize=5 * MiB, workers=2)
+    be.create()
+    with be:
+        with pytest.raises((OSError, BackendError)):
+            be.store_file("broken", FailingReader(17 * MiB))  # type: ignore[arg-type]
+        assert not be.info("broken").exists
+        assert be.list_multipart_uploads() == []  # the parts already sent were freed
+    raw = seaweedfs.client()
+    assert raw.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    be.destroy()
