@@ -477,3 +477,38 @@ def test_pack_with_undoing_base_keeps_revisions_history_needs(url: str, tmp_path
 
 def test_blob_unique_names() -> None:
     assert unique() != unique()
+
+
+def test_concurrent_commits_from_many_threads(url: str, tmp_path: Any) -> None:
+    """Threads commit blobs through one FileStorage at once: every revision lands, nothing leaks."""
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    db = ZODB.DB(storage)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for rev in range(6):
+                _commit_blob(db, f"t{n}", b"%d:%d " % (n, rev) * 2000)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    try:
+        with db.transaction() as conn:  # the root changes once; afterwards each thread has its own blob
+            for n in range(6):
+                conn.root()[f"t{n}"] = Blob()
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        conn = db.open()
+        for n in range(6):
+            with conn.root()[f"t{n}"].open() as f:
+                assert f.read() == b"%d:%d " % (n, 5) * 2000
+        conn.close()
+        assert os.listdir(storage.temporaryDirectory()) == []
+        assert storage._shared.in_flight == set()
+        assert len(list(storage.backend.list_recursive("blobs"))) == 6 + 36
+    finally:
+        db.close()

@@ -296,7 +296,8 @@ class S3BlobStorage:
         tid = args[0] if args else kw.get("tid")
         if tid is None:
             tid = self._known_tid()
-        self._txn = _Txn(transaction, tid)
+        with self._shared.lock:
+            self._txn = _Txn(transaction, tid)
         return result
 
     def _known_tid(self) -> bytes | None:
@@ -456,11 +457,25 @@ class S3BlobStorage:
         )
         return result
 
-    def tpc_finish(self, transaction: Any, f: Any = None) -> Any:
-        tid = self._base.tpc_finish(transaction) if f is None else self._base.tpc_finish(transaction, f)
+    def _take(self, transaction: Any) -> _Txn | None:
+        """This transaction's blob work, read before the base releases its commit lock.
+
+        Once the base has finished or aborted, another thread's tpc_begin may already have installed
+        its own state, so the state is looked up first and cleared only if it is still ours.
+        """
         txn = self._txn
-        if txn is not None and txn.transaction is transaction:
-            self._txn = None
+        return txn if txn is not None and txn.transaction is transaction else None
+
+    def _clear(self, txn: _Txn) -> None:
+        with self._shared.lock:
+            if self._txn is txn:
+                self._txn = None
+
+    def tpc_finish(self, transaction: Any, f: Any = None) -> Any:
+        txn = self._take(transaction)
+        tid = self._base.tpc_finish(transaction) if f is None else self._base.tpc_finish(transaction, f)
+        if txn is not None:
+            self._clear(txn)
             try:
                 self._finish_blobs(txn, tid)
             except Exception:  # never fail a commit that the base has made durable
@@ -478,12 +493,12 @@ class S3BlobStorage:
             self._shared.in_flight.difference_update(txn.names)
 
     def tpc_abort(self, transaction: Any, *args: Any, **kw: Any) -> Any:
+        txn = self._take(transaction)
         try:
             return self._base.tpc_abort(transaction, *args, **kw)
         finally:
-            txn = self._txn
-            if txn is not None and txn.transaction is transaction:
-                self._txn = None
+            if txn is not None:
+                self._clear(txn)
                 self._abort_blobs(txn)
 
     def _abort_blobs(self, txn: _Txn) -> None:
