@@ -512,3 +512,40 @@ def test_concurrent_commits_from_many_threads(url: str, tmp_path: Any) -> None:
         assert len(list(storage.backend.list_recursive("blobs"))) == 6 + 36
     finally:
         db.close()
+
+
+def test_refuses_a_base_that_stores_blobs_itself(tmp_path: Any) -> None:
+    from unistore.errors import ConfigError
+
+    base = FileStorage(str(tmp_path / "Data.fs"), blob_dir=str(tmp_path / "blobs"))
+    try:
+        with pytest.raises(ConfigError, match="without blob-dir"):
+            S3BlobStorage(base, "memory://refused", str(tmp_path / "cache"))
+    finally:
+        base.close()
+
+
+def test_keeps_the_base_interfaces_visible(tmp_path: Any) -> None:
+    from ZODB.interfaces import (
+        IBlobStorage,
+        IBlobStorageRestoreable,
+        IMVCCStorage,
+        IStorageIteration,
+        IStorageUndoable,
+    )
+    from ZODB.tests.MVCCMappingStorage import MVCCMappingStorage
+
+    fs = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), "memory://ifaces", str(tmp_path / "c1"))
+    mvcc = S3BlobStorage(MVCCMappingStorage(), "memory://ifaces2", str(tmp_path / "c2"))
+    try:
+        for iface in (IBlobStorage, IBlobStorageRestoreable, IStorageUndoable, IStorageIteration):
+            assert iface.providedBy(fs), iface
+        assert fs.supportsUndo() and not IMVCCStorage.providedBy(fs)
+        assert IMVCCStorage.providedBy(mvcc) and IBlobStorage.providedBy(mvcc)
+        instance = mvcc.new_instance()
+        assert isinstance(instance, S3BlobStorage) and IMVCCStorage.providedBy(instance)
+        assert instance.temporaryDirectory() == mvcc.temporaryDirectory()
+        instance.release()
+    finally:
+        fs.close()
+        mvcc.close()

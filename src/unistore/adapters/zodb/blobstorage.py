@@ -42,7 +42,7 @@ from ZODB.POSException import POSKeyError, StorageTransactionError
 from ZODB.utils import load_current, p64, u64
 
 from ...backends.base import Backend
-from ...errors import BackendDoesNotExist, ObjectNotFound
+from ...errors import BackendDoesNotExist, ConfigError, ObjectNotFound
 from .cache import DEFAULT_CACHE_SIZE, BlobCache, Key
 
 log = logging.getLogger("unistore.adapters.zodb.blobstorage")
@@ -168,10 +168,8 @@ class S3BlobStorage:
         _shared: _Shared | None = None,
     ):
         if _shared is None:
-            if IBlobStorage.providedBy(base_storage) and getattr(base_storage, "fshelper", None) is not None:
-                temp = getattr(base_storage.fshelper, "temp_dir", None)
-                if temp is not None and not _raises(lambda: base_storage.temporaryDirectory()):
-                    raise ValueError("the base storage already stores blobs itself; configure it without blob-dir")
+            if IBlobStorage.providedBy(base_storage) and not _raises(base_storage.temporaryDirectory):
+                raise ConfigError("the base storage stores blobs itself: configure it without blob-dir")
             owns = isinstance(backend, str) if owns_backend is None else owns_backend
             be = _open_backend(backend)
             cache_dir = os.path.abspath(cache_dir)
