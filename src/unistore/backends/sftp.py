@@ -39,6 +39,23 @@ from typing import IO, Any, TypeVar, cast
 from urllib.parse import unquote
 
 import paramiko
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_FSTAT,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_READ,
+    CMD_WRITE,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_TRUNC,
+    SFTP_FLAG_WRITE,
+    SFTPError,
+    int64,
+)
+from paramiko.sftp_attr import SFTPAttributes
+from paramiko.sftp_file import SFTPFile
 
 from ..errors import (
     BackendAlreadyExists,
@@ -66,10 +83,15 @@ DEFAULT_KEEPALIVE = 30
 DEFAULT_RETRIES = 3
 DEFAULT_RETRY_WAIT = 1.0
 DEFAULT_CHANNELS = 8
-#: reads up to this size are done without the prefetch thread
-_SMALL_READ = 256 * 1024
-#: outstanding read requests while streaming a large value
-_PREFETCH_REQUESTS = 64
+DEFAULT_CONNECTIONS = 2
+#: values up to this size are written with WRITEs and CLOSE pipelined (in-order servers only)
+_PIPELINED_PUT = 1024 * 1024
+#: READ requests sent along with the FSTAT of a load (covers values up to 256 KiB)
+_FIRST_READS = 8
+#: bytes of read requests in flight while loading a large value
+_READ_WINDOW = 8 * 1024 * 1024
+#: load_file hands data to the destination file in batches of this size
+_WRITE_BATCH = 1024 * 1024
 
 _URL = re.compile(
     r"^sftp://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]/]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?/(?P<path>.*)$", re.IGNORECASE
@@ -149,10 +171,13 @@ def _parse_host_key(value: Any) -> Any:
 
 
 class _Channel:
-    __slots__ = ("sftp", "gen")
+    """One SFTP channel of the pool: on connection ``conn``, valid while that connection's gen lasts."""
 
-    def __init__(self, sftp: Any, gen: int):
+    __slots__ = ("sftp", "conn", "gen")
+
+    def __init__(self, sftp: Any, conn: int, gen: int):
         self.sftp = sftp
+        self.conn = conn
         self.gen = gen
 
 
@@ -181,8 +206,10 @@ class SFTPBackend(Backend):
         timeout: float = DEFAULT_TIMEOUT,
         keepalive: int | None = None,
         channels: int = DEFAULT_CHANNELS,
+        connections: int = DEFAULT_CONNECTIONS,
         retries: int = DEFAULT_RETRIES,
         retry_wait: float = DEFAULT_RETRY_WAIT,
+        pipeline: bool = True,
     ):
         if not path:
             raise ConfigError("an sftp backend needs a path")
@@ -231,12 +258,16 @@ class SFTPBackend(Backend):
         self._proxy_command: str | None = cfg.get("proxycommand")
 
         self._lock = threading.Lock()
-        self._client: Any = None
-        self._gen = 0
+        self.connections = max(1, min(connections, channels))
+        self._clients: list[Any] = [None] * self.connections
+        self._gens = [0] * self.connections
+        self._channel_count = [0] * self.connections
         self._idle: list[_Channel] = []
         self._slots = threading.BoundedSemaphore(channels)
         self._root = ""  # absolute base path on the server, set by open()
         self._posix_rename = True
+        self.pipeline = pipeline
+        self._in_order_server = False
         self._rename_locks = [threading.Lock() for _ in range(64)]
         self.opened = False
 
@@ -323,6 +354,9 @@ class SFTPBackend(Backend):
             transport = client.get_transport()
             if transport is not None and self.keepalive:
                 transport.set_keepalive(self.keepalive)
+            # OpenSSH's sftp-server answers a channel's requests strictly in order
+            remote = transport.remote_version if transport is not None else ""
+            self._in_order_server = self.pipeline and remote.startswith("SSH-2.0-OpenSSH")
         except paramiko.BadHostKeyException as e:
             client.close()
             raise CredentialsError(
@@ -342,23 +376,29 @@ class SFTPBackend(Backend):
 
     def _open_channel(self) -> _Channel:
         with self._lock:
-            if self._client is not None:
-                transport = self._client.get_transport()
+            # spread channels over the connections; a connection is made when first needed
+            conn = min(range(self.connections), key=lambda i: self._channel_count[i])
+            client = self._clients[conn]
+            if client is not None:
+                transport = client.get_transport()
                 if transport is None or not transport.is_active():
-                    self._drop_connection_locked()
-            if self._client is None:
-                self._client = self._connect()
-            client, gen = self._client, self._gen
+                    self._drop_connection_locked(conn)
+                    client = None
+            if client is None:
+                client = self._clients[conn] = self._connect()
+            gen = self._gens[conn]
+            self._channel_count[conn] += 1
         try:
             sftp = client.open_sftp()
             sftp.get_channel().settimeout(self.timeout)
         except BaseException as e:
-            if _is_connection_lost(e):
-                with self._lock:
-                    if gen == self._gen:
-                        self._drop_connection_locked()
+            with self._lock:
+                if gen == self._gens[conn]:
+                    self._channel_count[conn] -= 1
+                    if _is_connection_lost(e):
+                        self._drop_connection_locked(conn)
             raise
-        return _Channel(sftp, gen)
+        return _Channel(sftp, conn, gen)
 
     def _acquire(self) -> _Channel:
         if not self._slots.acquire(timeout=self.timeout + self.connect_timeout):
@@ -367,38 +407,48 @@ class SFTPBackend(Backend):
             with self._lock:
                 while self._idle:
                     ch = self._idle.pop()
-                    if ch.gen == self._gen and not ch.sftp.sock.closed:
+                    if ch.gen == self._gens[ch.conn] and not ch.sftp.sock.closed:
                         return ch
-                    _quiet_close(ch.sftp)
+                    self._forget_locked(ch)
             return self._open_channel()
         except BaseException:
             self._slots.release()
             raise
 
+    def _forget_locked(self, ch: _Channel) -> None:
+        _quiet_close(ch.sftp)
+        if ch.gen == self._gens[ch.conn]:
+            self._channel_count[ch.conn] -= 1
+
     def _release(self, ch: _Channel, *, broken: bool = False) -> None:
         try:
-            if broken:
-                _quiet_close(ch.sftp)
-                with self._lock:
-                    if ch.gen == self._gen:  # first to notice: drop the whole connection
-                        self._drop_connection_locked()
-            else:
-                with self._lock:
-                    if ch.gen == self._gen and self.opened:
-                        self._idle.append(ch)
-                        return
-                _quiet_close(ch.sftp)
+            with self._lock:
+                if broken:
+                    self._forget_locked(ch)
+                    if ch.gen == self._gens[ch.conn]:  # first to notice: drop that connection
+                        self._drop_connection_locked(ch.conn)
+                elif ch.gen == self._gens[ch.conn] and self.opened:
+                    self._idle.append(ch)
+                else:
+                    self._forget_locked(ch)
         finally:
             self._slots.release()
 
-    def _drop_connection_locked(self) -> None:
-        self._gen += 1
-        for ch in self._idle:
-            _quiet_close(ch.sftp)
-        self._idle.clear()
-        if self._client is not None:
-            _quiet_close(self._client)
-            self._client = None
+    def _drop_connection_locked(self, conn: int | None = None) -> None:
+        """Close connection ``conn`` (all when None) and its idle channels; busy ones notice by gen."""
+        for i in range(self.connections) if conn is None else (conn,):
+            self._gens[i] += 1
+            self._channel_count[i] = 0
+            keep = []
+            for ch in self._idle:
+                if ch.conn == i:
+                    _quiet_close(ch.sftp)
+                else:
+                    keep.append(ch)
+            self._idle = keep
+            client, self._clients[i] = self._clients[i], None
+            if client is not None:
+                _quiet_close(client)
 
     def _run(self, what: str, func: Callable[[Any, int], T], *, retry: bool = True) -> T:
         """Run ``func(sftp, attempt)`` on a pooled channel; reconnect and retry on connection loss."""
@@ -415,6 +465,8 @@ class SFTPBackend(Backend):
                 if not lost:
                     if isinstance(e, PermissionError):
                         raise PermissionDenied(f"{self!r}: {what}: {e}") from None
+                    if isinstance(e, FileNotFoundError):
+                        raise ObjectNotFound(f"{what}: {e}") from None
                     raise
                 if not retry or attempt >= self.retries or not self.opened:
                     raise BackendConnectionError(
@@ -684,38 +736,121 @@ class SFTPBackend(Backend):
         path = self._path(name)
 
         def do(sftp: Any, attempt: int) -> bytes:
-            with self._open_read(sftp, name, path) as f:
-                if offset >= 0 and size is not None and size <= _SMALL_READ:
-                    if offset:
-                        f.seek(offset)
-                    return bytes(f.read(size)) if size else b""
-                st = f.stat()
+            f = self._open_read(sftp, name, path)
+            try:
+                # FSTAT and the first READ in flight together: a small value costs two round trips
+                step = f.MAX_REQUEST_SIZE
+                n_stat = sftp._async_request(type(None), CMD_FSTAT, f.handle)
+                reads: list[tuple[int, int]] = []
+                if offset >= 0 and size != 0:
+                    # speculative READs: a value up to _FIRST_READS pieces arrives with the FSTAT
+                    want = _FIRST_READS * step if size is None else min(size, _FIRST_READS * step)
+                    for off in range(offset, offset + want, step):
+                        n = min(step, offset + want - off)
+                        reads.append((sftp._async_request(type(None), CMD_READ, f.handle, int64(off), n), n))
+                t, msg = sftp._read_response(n_stat)
+                if t != CMD_ATTRS:
+                    raise SFTPError("Expected attributes")
+                st = cast(Any, SFTPAttributes)._from_msg(msg)
+                pieces = []
+                ended = False  # a short piece or EOF: later pieces are not contiguous, read them again
+                error: OSError | None = None
+                for num, n in reads:
+                    try:
+                        t, msg = sftp._read_response(num)
+                        if t != CMD_DATA:
+                            raise SFTPError("Expected data")
+                        if not ended:
+                            piece = msg.get_string()
+                            pieces.append(piece)
+                            ended = len(piece) < n
+                    except EOFError:  # SFTP status EOF: reading at or past the end
+                        ended = True
+                    except OSError as e:
+                        if _is_connection_lost(e):
+                            raise
+                        ended = True
+                        error = error or e
+                if error is not None and not stat.S_ISDIR(st.st_mode or 0):
+                    raise error
+                first = b"".join(pieces)
                 if stat.S_ISDIR(st.st_mode or 0):
                     raise ObjectNotFound(f"{name} is a directory")
                 start, length = resolve_range(st.st_size or 0, offset, size)
-                f.seek(start)
-                if length > _SMALL_READ:
-                    f.prefetch(start + length, _PREFETCH_REQUESTS)
-                data = f.read(length) if length else b""
-                return bytes(data)
+                if len(first) >= length:
+                    return bytes(first[:length])
+                buf = bytearray(first)
+                for piece in _pieces(f, start + len(buf), length - len(buf), window=length):
+                    buf += piece
+                if len(buf) < length:  # replaced or truncated while we read
+                    raise ReadRangeError(f"{name}: item changed while reading ({len(buf)} of {length} bytes)")
+                return bytes(buf[:length])
+            finally:
+                # CLOSE without waiting for its answer (paramiko drops it when it arrives)
+                if not f._closed and not sftp.sock.closed:
+                    f._closed = True
+                    try:
+                        sftp._async_request(type(None), CMD_CLOSE, f.handle)
+                    except Exception:
+                        pass
 
         t0 = time.perf_counter()
         result = self._run(f"load {name}", do)
         log.debug("load %s: %d bytes in %.3f ms", name, len(result), (time.perf_counter() - t0) * 1e3)
         return result
 
-    def _write_tmp(self, sftp: Any, path: str, write: Callable[[Any], None]) -> None:
-        """Write via ``write(file)`` to a temp file next to ``path``, then rename it into place."""
+    @staticmethod
+    def _open_handle(sftp: Any, path: str) -> bytes:
+        flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
+        t, msg = sftp._request(CMD_OPEN, path, flags, SFTPAttributes())
+        if t != CMD_HANDLE:
+            raise SFTPError("Expected handle")
+        return msg.get_binary()  # type: ignore[no-any-return]
+
+    def _put_pipelined(self, sftp: Any, path: str, tmp: str, data: bytes) -> None:
+        """Write ``data`` to ``tmp`` with all WRITEs and the CLOSE in flight at once.
+
+        Only for servers that handle a channel's requests strictly in order (OpenSSH's sftp-server):
+        the CLOSE then comes after every WRITE. Saves a round trip per value over paramiko's file
+        object, which waits for the write acknowledgements before it sends CLOSE.
+        """
+        try:
+            handle = self._open_handle(sftp, tmp)
+        except FileNotFoundError:
+            self._mkdirs(sftp, path.rsplit("/", 1)[0])
+            handle = self._open_handle(sftp, tmp)
+        step = SFTPFile.MAX_REQUEST_SIZE
+        nums = [
+            sftp._async_request(type(None), CMD_WRITE, handle, int64(off), data[off : off + step])
+            for off in range(0, len(data), step)
+        ]
+        nums.append(sftp._async_request(type(None), CMD_CLOSE, handle))
+        error: OSError | None = None
+        for num in nums:
+            try:
+                sftp._read_response(num)
+            except OSError as e:
+                if _is_connection_lost(e):
+                    raise
+                error = error or e
+        if error is not None:
+            raise error
+
+    def _write_tmp(self, sftp: Any, path: str, write: Callable[[Any], None], data: bytes | None = None) -> None:
+        """Write ``data`` or via ``write(file)`` to a temp file next to ``path``, then rename it into place."""
         tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
         try:
-            try:
-                f = sftp.open(tmp, "wb")
-            except FileNotFoundError:
-                self._mkdirs(sftp, path.rsplit("/", 1)[0])
-                f = sftp.open(tmp, "wb")
-            with f:
-                f.set_pipelined(True)
-                write(f)
+            if data is not None and len(data) <= _PIPELINED_PUT and self._in_order_server:
+                self._put_pipelined(sftp, path, tmp, data)
+            else:
+                try:
+                    f = sftp.open(tmp, "wb")
+                except FileNotFoundError:
+                    self._mkdirs(sftp, path.rsplit("/", 1)[0])
+                    f = sftp.open(tmp, "wb")
+                with f:
+                    f.set_pipelined(True)
+                    write(f)
             try:
                 self._rename(sftp, tmp, path)
             except OSError as e:
@@ -746,7 +881,7 @@ class SFTPBackend(Backend):
             f.write(data)
 
         t0 = time.perf_counter()
-        self._run(f"store {name}", lambda sftp, attempt: self._write_tmp(sftp, path, write))
+        self._run(f"store {name}", lambda sftp, attempt: self._write_tmp(sftp, path, write, data))
         log.debug("store %s: %d bytes in %.3f ms", name, len(data), (time.perf_counter() - t0) * 1e3)
 
     def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:
@@ -791,15 +926,18 @@ class SFTPBackend(Backend):
                     rng = resolve_range(st.st_size or 0, offset, size)
                 start, length = rng
                 # resume where a broken connection left us
-                f.seek(start + written)
-                if length - written > _SMALL_READ:
-                    f.prefetch(start + length, _PREFETCH_REQUESTS)
-                while written < length:
-                    chunk = f.read(min(CHUNK_SIZE, length - written))
-                    if not chunk:
-                        raise ReadRangeError(f"{name}: item shrank while reading at {start + written}")
-                    file.write(chunk)
-                    written += len(chunk)
+                buf = bytearray()
+                for piece in _pieces(f, start + written, length - written):
+                    buf += piece
+                    if len(buf) >= _WRITE_BATCH:
+                        file.write(buf)
+                        written += len(buf)
+                        buf = bytearray()
+                if buf:
+                    file.write(buf)
+                    written += len(buf)
+                if written < length:
+                    raise ReadRangeError(f"{name}: item shrank while reading at {start + written}")
             return written
 
         t0 = time.perf_counter()
@@ -931,6 +1069,24 @@ class SFTPBackend(Backend):
 
     def quota(self) -> dict[str, int]:
         return {"limit": -1, "usage": -1}
+
+
+def _pieces(f: Any, start: int, length: int, window: int = 0) -> Iterator[bytes]:
+    """Read ``length`` bytes from ``start`` of a paramiko file, pipelined, one window at a time.
+
+    Each window's read requests are all in flight at once (``readv``), so throughput is not bound by
+    the round-trip time, while memory stays bounded by the window. (paramiko's ``read(n)`` with its
+    prefetch limit polls with sleeps, and concatenates bytes objects, which is slow for large ``n``.)
+    """
+    step = f.MAX_REQUEST_SIZE
+    end = start + length
+    window = window or _READ_WINDOW
+    for first in range(start, end, window):
+        chunks = [(o, min(step, end - o)) for o in range(first, min(first + window, end), step)]
+        for piece in f.readv(chunks):
+            if not piece:
+                return
+            yield piece
 
 
 def _quiet_close(obj: Any) -> None:
