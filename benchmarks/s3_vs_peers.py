@@ -11,8 +11,9 @@ Three comparisons (targets from issue 3):
    ``load_file`` against obstore (>= 1.0x) and boto3 ``upload_file``/``download_file`` with default
    settings (>= 1.5x).
 
-Each client runs ``rounds`` times, interleaved with the others so that drift in the shared machine
-hits all of them alike; the best round of each counts. Prints ops/s (MB/s) and the ratios.
+Each client runs ``rounds`` times, interleaved with the others (the order rotates every round) so
+that drift in the shared machine hits all of them alike; the best round of each counts. Prints
+ops/s (MB/s) and the ratios.
 """
 
 from __future__ import annotations
@@ -88,22 +89,29 @@ def small_values(sw: SeaweedFS, count: int, rounds: int) -> dict[str, list[float
     def add(name: str, seconds: float, n: int = count) -> None:
         res.setdefault(name, []).append(n / seconds)
 
-    for r in range(rounds):
-        # boto3 one at a time
+    def boto3_one() -> None:
         add("boto3 put", timed(lambda: [client.put_object(Bucket=bucket, Key=f"boto3/{k}", Body=value) for k in keys]))
         add(
             "boto3 get",
             timed(lambda: [client.get_object(Bucket=bucket, Key=f"boto3/{k}")["Body"].read() for k in keys]),
         )
-        # obstore one at a time
+
+    def obstore_one() -> None:
         add("obstore put", timed(lambda: [obstore.put(store, f"obstore/{k}", value) for k in keys]))
         add("obstore get", timed(lambda: [obstore.get(store, f"obstore/{k}").bytes() for k in keys]))
-        # unistore one at a time
+
+    def unistore_one() -> None:
         add("unistore store", timed(lambda: [be.store(f"one/{k}", value) for k in keys]))
         add("unistore load", timed(lambda: [be.load(f"one/{k}") for k in keys]))
-        # unistore bulk
+
+    def unistore_bulk() -> None:
         add("unistore store_many", timed(lambda: be.store_many((f"bulk/{k}", value) for k in keys)))
         add("unistore load_many", timed(lambda: sum(len(v) for _, v in be.load_many(f"bulk/{k}" for k in keys))))
+
+    clients = [boto3_one, obstore_one, unistore_one, unistore_bulk]
+    for r in range(rounds):
+        for run in clients[r % len(clients) :] + clients[: r % len(clients)]:  # rotate the order per round
+            run()
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in res.items()), flush=True)
     assert be.load(f"one/{keys[-1]}") == value and be.load(f"bulk/{keys[0]}") == value
     be.close()
@@ -148,13 +156,22 @@ def big_value(sw: SeaweedFS, size_mib: int, rounds: int, tmp: str) -> dict[str, 
         with open(dst, "wb") as f:
             be.load_file("big", f)
 
-    for r in range(rounds):
+    def boto3_pair() -> None:
         add("boto3 upload_file", timed(lambda: client.upload_file(src, bucket, "big", Config=TransferConfig())))
         add("boto3 download_file", timed(lambda: client.download_file(bucket, "big", dst, Config=TransferConfig())))
+
+    def obstore_pair() -> None:
         add("obstore put", timed(lambda: obstore.put(store, "big", Path(src))))
         add("obstore get", timed(obstore_get))
+
+    def unistore_pair() -> None:
         add("unistore store_file", timed(unistore_store))
         add("unistore load_file", timed(unistore_load))
+
+    clients = [boto3_pair, obstore_pair, unistore_pair]
+    for r in range(rounds):
+        for run in clients[r % len(clients) :] + clients[: r % len(clients)]:  # rotate the order per round
+            run()
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f} MB/s" for k, v in res.items()), flush=True)
     be.close()
     return res

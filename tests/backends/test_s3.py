@@ -353,8 +353,8 @@ def test_sse_c_roundtrip_and_enforced(seaweedfs: SeaweedFS) -> None:
         nokey = S3Backend.from_url(url, engine=engine)
         wrong = S3Backend.from_url(url, sse_customer_key=OTHER_SSE_KEY, allow_insecure_sse_c=True, engine=engine)
         with nokey, wrong:
-            for be in (nokey, wrong):
-                with pytest.raises((IntegrityError, PermissionDenied)) as err:
+            for be, error in ((nokey, IntegrityError), (wrong, PermissionDenied)):
+                with pytest.raises(error) as err:
                     be.load("obstore/small")
                 assert SSE_KEY not in str(err.value) and OTHER_SSE_KEY not in str(err.value)
 

@@ -74,6 +74,7 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 
+_SSE_HINTS = ("sse-c", "sse_c", "customer key", "customer-key", "customer provided", "customer-provided", "encrypt")
 _CONNECTION_HINTS = (
     "connect",
     "connection",
@@ -367,7 +368,7 @@ class S3Backend(Backend):
         retry = {
             "max_retries": self.max_attempts - 1,
             "retry_timeout": timedelta(seconds=max(self.connect_timeout, self.read_timeout) * self.max_attempts),
-            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
+            "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=10), "base": 4},
         }
         kwargs: dict[str, Any] = {"config": config, "client_options": client_options, "retry_config": retry}
         if self.access_key is not None and self._secret is not None:
@@ -435,8 +436,12 @@ class S3Backend(Backend):
             name == "UnauthenticatedError"
         ):
             raise CredentialsError(msg) from None
-        text = str(e).lower()
-        if "sse" in text or "customer" in text or "encrypt" in text or code.startswith("InvalidEncryption"):
+        full = str(e)
+        text = full.split("\nDebug source:", 1)[0].lower()  # obstore appends a debug dump (with "retry_timeout")
+        m = re.search(r"status code: (\d{3})", full)
+        if m and not status:
+            status = int(m.group(1))
+        if code.startswith("InvalidEncryption") or any(h in text for h in _SSE_HINTS):
             raise IntegrityError(msg) from None
         if (
             name == "PermissionDeniedError"
@@ -445,7 +450,11 @@ class S3Backend(Backend):
             or status == 403
         ):
             raise PermissionDenied(msg) from None
-        if name in ("GenericError", "BaseError") and any(h in text for h in _CONNECTION_HINTS):
+        if (
+            name in ("GenericError", "BaseError")
+            and not 400 <= status < 500
+            and any(h in text for h in _CONNECTION_HINTS)
+        ):
             raise BackendConnectionError(msg) from None
         if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
             raise BackendConnectionError(msg) from None
@@ -492,7 +501,7 @@ class S3Backend(Backend):
 
     def _any_key(self, prefix: str) -> bool:
         resp = self._call("list", self._client.list_objects_v2, Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
-        return bool(resp.get("KeyCount", len(resp.get("Contents", []))))
+        return _page_count(resp) > 0
 
     def _exists(self) -> bool:
         if not self._bucket_exists():
@@ -641,7 +650,7 @@ class S3Backend(Backend):
         t0 = time.perf_counter()
         pages = self._pages(prefix, delimiter="/")
         first = next(pages, None)
-        if first is None or (name and not first.get("KeyCount", 0) and not first.get("CommonPrefixes")):
+        if first is None or (name and not _page_count(first)):
             if name:
                 raise ObjectNotFound(name)
         return self._list_entries(name, prefix, first, pages, t0)
@@ -682,7 +691,7 @@ class S3Backend(Backend):
         prefix = self._dir_prefix(name)
         pages = self._pages(prefix)
         first = next(pages)
-        if name and not first.get("KeyCount", len(first.get("Contents", []))):
+        if name and not _page_count(first):
             raise ObjectNotFound(name)
         return self._recursive_entries(name, prefix, _chain_first(first, pages))
 
@@ -1425,6 +1434,11 @@ class _IterReader(io.RawIOBase):
         if close is not None:
             close()
         super().close()
+
+
+def _page_count(page: dict[str, Any]) -> int:
+    """Keys plus common prefixes in a ListObjectsV2 page (not every service sends KeyCount)."""
+    return len(page.get("Contents", [])) + len(page.get("CommonPrefixes", []))
 
 
 def _is_not_found(e: BaseException) -> bool:
