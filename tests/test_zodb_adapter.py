@@ -549,3 +549,54 @@ def test_keeps_the_base_interfaces_visible(tmp_path: Any) -> None:
     finally:
         fs.close()
         mvcc.close()
+
+
+def test_pack_like_zodbs_blob_packing_doctest(url: str, tmp_path: Any) -> None:
+    """ZODB's blob_packing.txt (undoing part), checked against the backend instead of a blob dir."""
+    from ZODB.tests.testblob import new_time
+
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    db = ZODB.DB(storage)
+    try:
+        conn = db.open()
+        root = conn.root()
+        blob = Blob()
+        tids, times = [], []
+        for i in range(5):
+            transaction.begin()
+            times.append(new_time())
+            with blob.open("w") as f:
+                f.write(b"this is blob data %d" % i)
+            if i:
+                tids.append(blob._p_serial)
+            else:
+                root["blob"] = blob
+            transaction.commit()
+        blob._p_activate()
+        tids.append(blob._p_serial)
+        oid = blob._p_oid
+
+        def present() -> list[bool]:
+            return [storage.backend.info(blob_name(oid, tid)).exists for tid in tids]
+
+        assert present() == [True] * 5
+        expected = [
+            [True, True, True, True, True],  # pack to just before the first revision
+            [True, True, True, True, True],  # ... the second: the first is still current then
+            [False, True, True, True, True],
+            [False, False, True, True, True],
+            [False, False, False, True, True],
+        ]
+        for packtime, after in zip(times, expected, strict=True):
+            storage.pack(packtime, referencesf)
+            assert present() == after
+        storage.pack(new_time(), referencesf)
+        assert present() == [False, False, False, False, True]
+        transaction.begin()
+        del root["blob"]
+        transaction.commit()
+        storage.pack(new_time(), referencesf)
+        assert present() == [False] * 5
+        assert not os.path.exists(os.path.dirname(storage.cache.path((f"{u64(oid):x}", "0"))))
+    finally:
+        db.close()
