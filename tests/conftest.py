@@ -23,6 +23,7 @@ pytest_plugins: list[str] = [
     "tests.servers.rclone",
     "tests.servers.seaweedfs",
     "tests.servers.moto",
+    "tests.servers.postgres",
 ]
 
 CONTRACT_BACKENDS: list[str] = [

@@ -30,9 +30,6 @@ from ZODB.tests import (
 
 from .zodb_storages import run_zodb_suite, unique, wrap
 
-pytest_plugins = ["tests.servers.postgres"]
-
-
 def _pg_storage(pg: Any, dbname: str, **opts: Any) -> Any:
     from relstorage.adapters.postgresql import PostgreSQLAdapter
     from relstorage.options import Options
