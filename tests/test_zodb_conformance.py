@@ -1,4 +1,4 @@
-"""ZODB's own reusable conformance suites against the adapter, over posixfs and SeaweedFS.
+"""ZODB's own reusable conformance suites against the adapter, over SeaweedFS and local backends.
 
 * ``ZODB.tests.testblob.storage_reusable_suite`` (blob_connection, blob_importexport,
   blob_transaction doctests, the blob doctest functions, BlobUndoTests where the base undoes,
@@ -58,12 +58,6 @@ def _url_factory(kind: str, request: pytest.FixtureRequest, tmp_path_factory: py
 
 @pytest.fixture(params=SUITE_BACKENDS)
 def suite_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A factory of fresh, empty backend URLs on the parametrized engine."""
-    return _url_factory(request.param, request, tmp_path_factory)
-
-
-@pytest.fixture(params=MIXIN_BACKENDS)
-def new_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A factory of fresh, empty backend URLs on the parametrized engine."""
     return _url_factory(request.param, request, tmp_path_factory)
 
