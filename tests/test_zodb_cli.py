@@ -109,3 +109,38 @@ def test_migrate_needs_one_source(tmp_path: Any, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         main(["zodb", "migrate", "--url", f"file://{tmp_path}/d"])
     assert "one of the arguments" in capsys.readouterr().err
+
+
+def test_zodbconvert_carries_blobs_into_the_backend(dest_url: str, tmp_path: Any) -> None:
+    """RelStorage's zodbconvert copies a FileStorage+blob_dir site into FileStorage+<s3blobstorage>."""
+    from relstorage.zodbconvert import main as zodbconvert
+
+    expected = _site_with_blob_dir(tmp_path)
+    config = tmp_path / "convert.conf"
+    config.write_text(
+        f"""
+        %import unistore.adapters.zodb
+        <filestorage source>
+          path {tmp_path}/Data.fs
+          blob-dir {tmp_path}/blobs
+        </filestorage>
+        <s3blobstorage destination>
+          url {dest_url}
+          cache-dir {tmp_path}/cache
+          <filestorage>
+            path {tmp_path}/converted.fs
+          </filestorage>
+        </s3blobstorage>
+        """
+    )
+    zodbconvert(["zodbconvert", str(config)])
+    # read the converted site with an empty cache: every blob comes from the backend
+    db = ZODB.DB(S3BlobStorage(FileStorage(str(tmp_path / "converted.fs")), dest_url, str(tmp_path / "cache2")))
+    try:
+        conn = db.open()
+        for i, data in expected.items():
+            with conn.root()[i].open() as f:
+                assert f.read() == data
+        conn.close()
+    finally:
+        db.close()
