@@ -30,6 +30,7 @@ from ZODB.tests import (
 
 from .zodb_storages import run_zodb_suite, unique, wrap
 
+
 def _pg_storage(pg: Any, dbname: str, **opts: Any) -> Any:
     from relstorage.adapters.postgresql import PostgreSQLAdapter
     from relstorage.options import Options
@@ -181,3 +182,38 @@ class TestRelStorageMixins(  # type: ignore[misc]
     test_checkCurrentSerialInTransaction = None
     test_race_load_vs_external_invalidate = None
     test_race_external_invalidate_vs_disconnect = None
+
+
+def test_pack_collects_superseded_blob_revisions(rel_base: Any, tmp_path: Any) -> None:
+    import time
+
+    from ZODB.utils import u64
+
+    storage = wrap(rel_base(), f"memory://{unique()}", str(tmp_path / "cache"))
+    db = ZODB.DB(storage)
+    try:
+        serials = []
+        conn = db.open()
+        conn.root()["b"] = Blob(b"first")
+        transaction.commit()
+        for data in (b"second", b"third"):
+            with conn.root()["b"].open("w") as f:
+                f.write(data)
+            transaction.commit()
+        blob = conn.root()["b"]
+        blob._p_activate()
+        oid, current = blob._p_oid, blob._p_serial
+        conn.close()
+        names = [item.name for item in storage.backend.list_recursive("blobs")]
+        assert len(names) == 3
+        serials = sorted(names)
+        time.sleep(0.05)
+        db.pack(time.time() + 1)
+        after = [item.name for item in storage.backend.list_recursive("blobs")]
+        assert after == [f"{u64(oid):x}/{u64(current):x}.blob"], (serials, after)
+        conn = db.open()
+        with conn.root()["b"].open() as f:
+            assert f.read() == b"third"
+        conn.close()
+    finally:
+        db.close()
