@@ -123,6 +123,10 @@ def test_concurrent_commits_and_reads(rel_base: Any, blob_url: Any, tmp_path: An
         for t in threads:
             t.join()
         assert errors == []
+        # the early lock was taken per storage instance during the vote, never switched on globally
+        from relstorage.storage.tpc import vote
+
+        assert vote.LOCK_EARLY is False
         conn = db.open()
         for i in range(4):
             with conn.root()[f"b{i}"].open() as f:
