@@ -179,13 +179,18 @@ class MemoryBackend(Backend):
             del space.items[curr_name]
             space.items[new_name] = entry
 
+    @staticmethod
+    def _dir_prefix(space: _Space, name: str) -> str:
+        """The prefix of the items in directory ``name``; call with the space's lock held."""
+        if name not in space.dirs:
+            raise ObjectNotFound(name)
+        return name + "/" if name else ""
+
     def list_recursive(self, name: str) -> Iterator[ItemInfo]:
         name = self._name(name, allow_root=True)
         space = self.space
         with space.lock:
-            if name not in space.dirs:
-                raise ObjectNotFound(name)
-            prefix = name + "/" if name else ""
+            prefix = self._dir_prefix(space, name)
             found = [
                 ItemInfo(k[len(prefix) :], True, len(data), False, 0, mtime)
                 for k, (data, mtime) in space.items.items()
@@ -198,9 +203,7 @@ class MemoryBackend(Backend):
         name = self._name(name, allow_root=True)
         space = self.space
         with space.lock:
-            if name not in space.dirs:
-                raise ObjectNotFound(name)
-            prefix = name + "/" if name else ""
+            prefix = self._dir_prefix(space, name)
             entries: dict[str, ItemInfo] = {}
             for d in space.dirs:
                 if d and d.startswith(prefix) and "/" not in d[len(prefix) :]:

@@ -24,7 +24,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, BinaryIO
 from urllib.parse import unquote
 
@@ -327,16 +327,14 @@ class PosixFS(Backend):
         if self.permissions:
             self._check_permission(name, "W" if os.path.lexists(path) else "wW")
 
-    def store(self, name: str, value: Value) -> None:
+    def _write(self, name: str, write: Callable[[int], int]) -> None:
+        """Write a new version of ``name`` through ``write(fd) -> size`` into a temp file, then rename it."""
         path = self._path(name)
         self._check_write(name, path)
-        view = as_bytes_view(value)
-        delta = self._quota_check(path, len(view)) if self.quota_limit is not None else 0
         fd, tmp = self._open_tmp(name, path)
         try:
-            written = os.write(fd, view)
-            while written < len(view):
-                written += os.write(fd, view[written:])
+            size = write(fd)
+            delta = self._quota_check(path, size) if self.quota_limit is not None else 0
         except BaseException:
             os.close(fd)
             _unlink_quietly(tmp)
@@ -345,23 +343,24 @@ class PosixFS(Backend):
         if delta:
             self._quota_add(delta)
 
+    def store(self, name: str, value: Value) -> None:
+        view = as_bytes_view(value)
+
+        def write(fd: int) -> int:
+            written = os.write(fd, view)
+            while written < len(view):
+                written += os.write(fd, view[written:])
+            return written
+
+        self._write(name, write)
+
     def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:
-        path = self._path(name)
-        self._check_write(name, path)
-        fd, tmp = self._open_tmp(name, path)
-        try:
+        def write(fd: int) -> int:
             with os.fdopen(fd, "wb", closefd=False) as out:
                 copied = copy_stream(file, out, size)
-            if copied < 0:
-                copied = os.fstat(fd).st_size
-            delta = self._quota_check(path, copied) if self.quota_limit is not None else 0
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        self._commit_tmp(fd, tmp, path)
-        if delta:
-            self._quota_add(delta)
+            return copied if copied >= 0 else os.fstat(fd).st_size
+
+        self._write(name, write)
 
     def load_file(self, name: str, file: IO[bytes], *, offset: int = 0, size: int | None = None) -> int:
         fd = self._open_read(name)
