@@ -33,7 +33,8 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, TypeVar, cast
 from urllib.parse import unquote
@@ -83,13 +84,15 @@ DEFAULT_KEEPALIVE = 30
 DEFAULT_RETRIES = 3
 DEFAULT_RETRY_WAIT = 1.0
 DEFAULT_CHANNELS = 8
-DEFAULT_CONNECTIONS = 2
-#: values up to this size are written with WRITEs and CLOSE pipelined (in-order servers only)
-_PIPELINED_PUT = 1024 * 1024
+DEFAULT_CONNECTIONS = 1
+#: bytes of WRITE requests in flight while storing
+_WRITE_AHEAD = 2 * 1024 * 1024
 #: READ requests sent along with the FSTAT of a load (covers values up to 256 KiB)
 _FIRST_READS = 8
-#: bytes of read requests in flight while loading a large value
-_READ_WINDOW = 8 * 1024 * 1024
+#: bytes of READ requests in flight while loading a large value
+_READ_AHEAD = 8 * 1024 * 1024
+#: READ and WRITE size used with OpenSSH (its sftp-server takes messages up to 256 KiB)
+_OPENSSH_READ = 255 * 1024
 #: load_file hands data to the destination file in batches of this size
 _WRITE_BATCH = 1024 * 1024
 
@@ -268,6 +271,7 @@ class SFTPBackend(Backend):
         self._posix_rename = True
         self.pipeline = pipeline
         self._in_order_server = False
+        self._read_size = SFTPFile.MAX_REQUEST_SIZE
         self._rename_locks = [threading.Lock() for _ in range(64)]
         self.opened = False
 
@@ -357,6 +361,7 @@ class SFTPBackend(Backend):
             # OpenSSH's sftp-server answers a channel's requests strictly in order
             remote = transport.remote_version if transport is not None else ""
             self._in_order_server = self.pipeline and remote.startswith("SSH-2.0-OpenSSH")
+            self._read_size = _OPENSSH_READ if self._in_order_server else SFTPFile.MAX_REQUEST_SIZE
         except paramiko.BadHostKeyException as e:
             client.close()
             raise CredentialsError(
@@ -780,7 +785,7 @@ class SFTPBackend(Backend):
                 if len(first) >= length:
                     return bytes(first[:length])
                 buf = bytearray(first)
-                for piece in _pieces(f, start + len(buf), length - len(buf), window=length):
+                for piece in _pieces(sftp, f.handle, start + len(buf), length - len(buf), self._read_size):
                     buf += piece
                 if len(buf) < length:  # replaced or truncated while we read
                     raise ReadRangeError(f"{name}: item changed while reading ({len(buf)} of {length} bytes)")
@@ -807,50 +812,58 @@ class SFTPBackend(Backend):
             raise SFTPError("Expected handle")
         return msg.get_binary()  # type: ignore[no-any-return]
 
-    def _put_pipelined(self, sftp: Any, path: str, tmp: str, data: bytes) -> None:
-        """Write ``data`` to ``tmp`` with all WRITEs and the CLOSE in flight at once.
+    def _put(self, sftp: Any, path: str, tmp: str, chunks: Iterable[bytes | memoryview]) -> None:
+        """Write ``chunks`` to ``tmp`` with up to _WRITE_REQUESTS WRITEs in flight, then CLOSE it.
 
-        Only for servers that handle a channel's requests strictly in order (OpenSSH's sftp-server):
-        the CLOSE then comes after every WRITE. Saves a round trip per value over paramiko's file
-        object, which waits for the write acknowledgements before it sends CLOSE.
+        On servers that handle a channel's requests strictly in order (OpenSSH's sftp-server) the
+        CLOSE goes out right behind the last WRITE, so a small value costs two round trips (OPEN,
+        then WRITE+CLOSE). Every answer is checked before the caller renames the file into place.
         """
         try:
             handle = self._open_handle(sftp, tmp)
         except FileNotFoundError:
             self._mkdirs(sftp, path.rsplit("/", 1)[0])
             handle = self._open_handle(sftp, tmp)
-        step = SFTPFile.MAX_REQUEST_SIZE
-        nums = [
-            sftp._async_request(type(None), CMD_WRITE, handle, int64(off), data[off : off + step])
-            for off in range(0, len(data), step)
-        ]
-        nums.append(sftp._async_request(type(None), CMD_CLOSE, handle))
+        step = self._read_size  # OpenSSH takes WRITEs as large as its READs
+        pending: deque[int] = deque()
         error: OSError | None = None
-        for num in nums:
+
+        def settle(num: int) -> None:
+            nonlocal error
             try:
                 sftp._read_response(num)
             except OSError as e:
                 if _is_connection_lost(e):
                     raise
                 error = error or e
+
+        offset = 0
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for pos in range(0, len(view), step):
+                    piece = bytes(view[pos : pos + step])
+                    pending.append(sftp._async_request(type(None), CMD_WRITE, handle, int64(offset), piece))
+                    offset += len(piece)
+                    if len(pending) >= max(4, _WRITE_AHEAD // step):
+                        settle(pending.popleft())
+                if error is not None:
+                    break
+            if not self._in_order_server:
+                while pending:
+                    settle(pending.popleft())
+        finally:
+            pending.append(sftp._async_request(type(None), CMD_CLOSE, handle))
+            while pending:
+                settle(pending.popleft())
         if error is not None:
             raise error
 
-    def _write_tmp(self, sftp: Any, path: str, write: Callable[[Any], None], data: bytes | None = None) -> None:
-        """Write ``data`` or via ``write(file)`` to a temp file next to ``path``, then rename it into place."""
+    def _write_tmp(self, sftp: Any, path: str, chunks: Callable[[], Iterable[bytes | memoryview]]) -> None:
+        """Write ``chunks()`` to a temp file next to ``path``, then rename it into place."""
         tmp = f"{path}.{secrets.token_hex(4)}{TMP_SUFFIX}"
         try:
-            if data is not None and len(data) <= _PIPELINED_PUT and self._in_order_server:
-                self._put_pipelined(sftp, path, tmp, data)
-            else:
-                try:
-                    f = sftp.open(tmp, "wb")
-                except FileNotFoundError:
-                    self._mkdirs(sftp, path.rsplit("/", 1)[0])
-                    f = sftp.open(tmp, "wb")
-                with f:
-                    f.set_pipelined(True)
-                    write(f)
+            self._put(sftp, path, tmp, chunks())
             try:
                 self._rename(sftp, tmp, path)
             except OSError as e:
@@ -875,14 +888,9 @@ class SFTPBackend(Backend):
         self._check_open()
         path = self._path(name)
         view = as_bytes_view(value)
-        data = value if isinstance(value, bytes) else bytes(view)
-
-        def write(f: Any) -> None:
-            f.write(data)
-
         t0 = time.perf_counter()
-        self._run(f"store {name}", lambda sftp, attempt: self._write_tmp(sftp, path, write, data))
-        log.debug("store %s: %d bytes in %.3f ms", name, len(data), (time.perf_counter() - t0) * 1e3)
+        self._run(f"store {name}", lambda sftp, attempt: self._write_tmp(sftp, path, lambda: (view,)))
+        log.debug("store %s: %d bytes in %.3f ms", name, len(view), (time.perf_counter() - t0) * 1e3)
 
     def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:
         self._check_open()
@@ -890,21 +898,21 @@ class SFTPBackend(Backend):
         start = file.tell() if file.seekable() else None
         total = 0
 
-        def write(f: Any) -> None:
+        def chunks() -> Iterator[bytes]:
             nonlocal total
             total = 0
             while size is None or total < size:
                 chunk = file.read(CHUNK_SIZE if size is None else min(CHUNK_SIZE, size - total))
                 if not chunk:
                     break
-                f.write(chunk)
                 total += len(chunk)
+                yield chunk
 
         def do(sftp: Any, attempt: int) -> None:
             if attempt:
                 assert start is not None
                 file.seek(start)
-            self._write_tmp(sftp, path, write)
+            self._write_tmp(sftp, path, chunks)
 
         t0 = time.perf_counter()
         self._run(f"store_file {name}", do, retry=start is not None)
@@ -927,7 +935,7 @@ class SFTPBackend(Backend):
                 start, length = rng
                 # resume where a broken connection left us
                 buf = bytearray()
-                for piece in _pieces(f, start + written, length - written):
+                for piece in _pieces(sftp, f.handle, start + written, length - written, self._read_size):
                     buf += piece
                     if len(buf) >= _WRITE_BATCH:
                         file.write(buf)
@@ -1071,22 +1079,39 @@ class SFTPBackend(Backend):
         return {"limit": -1, "usage": -1}
 
 
-def _pieces(f: Any, start: int, length: int, window: int = 0) -> Iterator[bytes]:
-    """Read ``length`` bytes from ``start`` of a paramiko file, pipelined, one window at a time.
+def _pieces(sftp: Any, handle: bytes, start: int, length: int, step: int) -> Iterator[bytes]:
+    """Read ``length`` bytes from ``start`` of an open handle, with several READs in flight.
 
-    Each window's read requests are all in flight at once (``readv``), so throughput is not bound by
-    the round-trip time, while memory stays bounded by the window. (paramiko's ``read(n)`` with its
-    prefetch limit polls with sleeps, and concatenates bytes objects, which is slow for large ``n``.)
+    The requests are sent and answered in this thread (paramiko's prefetch thread can make the
+    reader spin while the thread registers its requests, and its request limit polls with sleeps).
+    READs ask for ``step`` bytes; a server that answers with less (its own limit) is then asked for
+    that much. Stops at the end of the file.
     """
-    step = f.MAX_REQUEST_SIZE
     end = start + length
-    window = window or _READ_WINDOW
-    for first in range(start, end, window):
-        chunks = [(o, min(step, end - o)) for o in range(first, min(first + window, end), step)]
-        for piece in f.readv(chunks):
-            if not piece:
-                return
-            yield piece
+    pending: deque[tuple[int, int, int]] = deque()
+    offset = start
+    while offset < end or pending:
+        while offset < end and len(pending) < max(4, _READ_AHEAD // step):
+            n = min(step, end - offset)
+            pending.append((sftp._async_request(type(None), CMD_READ, handle, int64(offset), n), offset, n))
+            offset += n
+        num, at, n = pending.popleft()
+        try:
+            t, msg = sftp._read_response(num)
+        except EOFError:
+            return
+        if t != CMD_DATA:
+            raise SFTPError("Expected data")
+        piece = msg.get_string()
+        if not piece:
+            return
+        yield piece
+        if len(piece) < n:
+            # a short read: the server's limit (or the end of a file that shrank): go on from there
+            # with requests of that size; answers still on their way are dropped when they arrive
+            step = len(piece)
+            pending.clear()
+            offset = at + len(piece)
 
 
 def _quiet_close(obj: Any) -> None:
