@@ -83,6 +83,22 @@ def run(server: OpenSSHServer, args: argparse.Namespace) -> None:
     def record(kind: str, phase: str, seconds: float) -> None:
         results[kind].setdefault(phase, []).append(seconds)
 
+    def phases(kind: str, be: Any) -> None:
+        be.mkdir("v")
+        record(kind, "store 4k x N", timed(lambda: [be.store(k, v) for k, v in values.items()]))
+        record(kind, "load 4k x N", timed(lambda: [be.load(k) for k in values]))
+        if kind == "unistore":
+            record(kind, "store_many 4k x N", timed(lambda: be.store_many(values)))
+            record(kind, "load_many 4k x N", timed(lambda: list(be.load_many(list(values)))))
+        else:  # borgstore has no bulk operations: its way is the loop
+            record(kind, "store_many 4k x N", timed(lambda: [be.store(k, v) for k, v in values.items()]))
+            record(kind, "load_many 4k x N", timed(lambda: [be.load(k) for k in values]))
+        record(kind, f"store {args.big_mib} MiB", timed(lambda: be.store("big", big)))
+        got: list[bytes] = []
+        record(kind, f"load {args.big_mib} MiB", timed(lambda: got.append(be.load("big"))))
+        assert got[0] == big, f"{kind}: big value differs"
+        assert be.load("v/00000") == values["v/00000"]
+
     for rnd in range(args.rounds):
         order = ("borgstore", "unistore") if rnd % 2 == 0 else ("unistore", "borgstore")
         for kind in order:
@@ -91,20 +107,7 @@ def run(server: OpenSSHServer, args: argparse.Namespace) -> None:
             be.create()
             be.open()
             try:
-                be.mkdir("v")
-                record(kind, "store 4k x N", timed(lambda: [be.store(k, v) for k, v in values.items()]))
-                record(kind, "load 4k x N", timed(lambda: [be.load(k) for k in values]))
-                if kind == "unistore":
-                    record(kind, "store_many 4k x N", timed(lambda: be.store_many(values)))
-                    record(kind, "load_many 4k x N", timed(lambda: list(be.load_many(list(values)))))
-                else:  # borgstore has no bulk operations: its way is the loop
-                    record(kind, "store_many 4k x N", timed(lambda: [be.store(k, v) for k, v in values.items()]))
-                    record(kind, "load_many 4k x N", timed(lambda: [be.load(k) for k in values]))
-                record(kind, f"store {args.big_mib} MiB", timed(lambda: be.store("big", big)))
-                got: list[bytes] = []
-                record(kind, f"load {args.big_mib} MiB", timed(lambda: got.append(be.load("big"))))
-                assert got[0] == big, f"{kind}: big value differs"
-                assert be.load("v/00000") == values["v/00000"]
+                phases(kind, be)
             finally:
                 be.close()
                 be.destroy()
