@@ -122,6 +122,10 @@ class SeaweedFS:
             "-s3.port.lance=0",
             "-webdav=false",
             "-admin.ui=false",
+            # every bucket is a collection with volumes of its own: without these, the auto-configured
+            # limit (free disk / 1 GiB) stops writes after some 75 buckets; volume files are sparse
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=5000",
         ]
         log = open(self.log_path, "wb")  # the child keeps its own copy of the descriptor
         try:
