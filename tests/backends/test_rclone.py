@@ -54,7 +54,7 @@ def empty_config(tmp_path: Path) -> str:
 
 @pytest.fixture
 def local(tmp_path: Path, empty_config: str) -> Iterator[RcloneBackend]:
-    be = RcloneBackend.from_url(f"rclone:{tmp_path / 'store'}", config=empty_config)
+    be = RcloneBackend.from_url(f"rclone:{tmp_path / 'store'}", config_file=empty_config)
     be.create()
     with be:
         yield be
@@ -91,14 +91,14 @@ def test_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_unconfigured_remote_is_a_clear_error(empty_config: str) -> None:
-    be = RcloneBackend.from_url("rclone:nosuchremote:bucket/path", config=empty_config)
+    be = RcloneBackend.from_url("rclone:nosuchremote:bucket/path", config_file=empty_config)
     with pytest.raises(ConfigError, match="not configured"):
         be.open()
     assert be.pid is None and not be.opened
 
 
 def test_open_missing_storage(tmp_path: Path, empty_config: str) -> None:
-    be = RcloneBackend.from_url(f"rclone:{tmp_path / 'never-created'}", config=empty_config)
+    be = RcloneBackend.from_url(f"rclone:{tmp_path / 'never-created'}", config_file=empty_config)
     with pytest.raises(BackendDoesNotExist):
         be.open()
     with pytest.raises(BackendDoesNotExist):
@@ -109,7 +109,7 @@ def test_open_missing_storage(tmp_path: Path, empty_config: str) -> None:
 
 
 def test_rcd_started_on_open_stopped_on_close(tmp_path: Path, empty_config: str) -> None:
-    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config=empty_config)
+    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config_file=empty_config)
     be.create()
     be.open()
     pid = be.pid
@@ -129,7 +129,7 @@ def test_rcd_started_on_open_stopped_on_close(tmp_path: Path, empty_config: str)
 
 def test_opened_from_a_short_lived_thread(tmp_path: Path, empty_config: str) -> None:
     # PR_SET_PDEATHSIG follows the thread that forked the child: the child must outlive this thread
-    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config=empty_config)
+    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config_file=empty_config)
     be.create()
     t = threading.Thread(target=be.open)
     t.start()
@@ -148,7 +148,7 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys, threading
     from unistore.backends.rclone import RcloneBackend
-    be = RcloneBackend.from_url("rclone:" + sys.argv[1], config=sys.argv[2])
+    be = RcloneBackend.from_url("rclone:" + sys.argv[1], config_file=sys.argv[2])
     be.create()
     how = sys.argv[3]
     if how == "thread":
@@ -249,7 +249,7 @@ def test_private_config_for_s3_remote(seaweedfs: Any, caplog: pytest.LogCaptureF
 
 
 def test_rc_errors_do_not_leak_rcd(tmp_path: Path, empty_config: str) -> None:
-    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config=empty_config)
+    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config_file=empty_config)
     be.create()
     with be:
         pid = be.pid
@@ -259,3 +259,21 @@ def test_rc_errors_do_not_leak_rcd(tmp_path: Path, empty_config: str) -> None:
             be.delete("nope")
     assert pid is not None and not alive(pid)
     be.destroy()
+
+
+def test_store_over_rclone(tmp_path: Path, empty_config: str) -> None:
+    """The documented example: a borgstore-compatible Store on an rclone: URL."""
+    from unistore import Store
+
+    store = Store(
+        f"rclone:{tmp_path / 's'}", config={"": {"levels": [0]}, "data/": {"levels": [2]}}, config_file=empty_config
+    )
+    store.create()
+    try:
+        with store:
+            store.store("data/0123abcd", b"value")
+            assert store.load("data/0123abcd") == b"value"
+            assert [i.name for i in store.list("data")] == ["0123abcd"]
+        assert (tmp_path / "s" / "data" / "01" / "23" / "0123abcd").read_bytes() == b"value"
+    finally:
+        store.destroy()

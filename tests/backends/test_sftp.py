@@ -313,3 +313,35 @@ def test_missing_item_is_not_a_connection_error(backend_sftp: SFTPBackend) -> No
     # the channel that saw the error is still usable
     backend_sftp.store("ok", b"1")
     assert backend_sftp.load("ok") == b"1"
+
+
+def test_store_over_sftp(sshd: SFTPServer) -> None:
+    """The documented example: a borgstore-compatible Store on an sftp:// URL."""
+    from unistore import Store
+
+    store = Store(sshd.url(), config={"": {"levels": [0]}, "data/": {"levels": [2]}}, **sshd.options())
+    store.create()
+    try:
+        with store:
+            key = "data/0123abcd"
+            store.store(key, b"value")
+            assert store.load(key, offset=1, size=3) == b"alu"
+            assert [i.name for i in store.list("data")] == ["0123abcd"]
+        assert any(p.name == "0123abcd" for p in sshd.data.rglob("0123abcd"))
+    finally:
+        store.destroy()
+
+
+def test_store_many_batches_with_failures(backend_sftp: SFTPBackend, sshd: SFTPServer) -> None:
+    backend_sftp.mkdir("b/taken")  # a directory where one value should go
+    items = {f"b/{i:02d}": bytes([i]) * 100 for i in range(40)}
+    items["b/taken"] = b"cannot replace a directory"
+    items["b/new/dir/x"] = b"in a directory that does not exist yet"
+    with pytest.raises(ObjectNotFound):
+        backend_sftp.store_many(items)
+    for name, value in items.items():
+        if name != "b/taken":
+            assert backend_sftp.load(name) == value
+    assert backend_sftp.info("b/taken").directory
+    # no temp file is left behind
+    assert not [p for p in Path(backend_sftp._root).rglob("*.tmp")]

