@@ -91,6 +91,45 @@ _CONNECTION_HINTS = (
 )
 
 
+# botocore logs request headers (with SSE-C keys) and canonical requests at DEBUG: scrub our secrets
+_LOG_SECRETS: set[str] = set()
+_SCRUBBED_LOGGERS = (
+    "botocore.endpoint",
+    "botocore.auth",
+    "botocore.httpsession",
+    "botocore.awsrequest",
+    "botocore.hooks",
+    "botocore.parsers",
+    "botocore.retryhandler",
+    "urllib3.connectionpool",
+    "s3transfer",
+)
+
+
+class _ScrubSecrets(logging.Filter):
+    """Replaces registered secrets in log records by ``***`` (runs only for records actually emitted)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _LOG_SECRETS:
+            msg = record.getMessage()
+            if any(secret in msg for secret in _LOG_SECRETS):
+                for secret in _LOG_SECRETS:
+                    msg = msg.replace(secret, "***")
+                record.msg, record.args = msg, None
+        return True
+
+
+_SCRUBBER = _ScrubSecrets()
+
+
+def _protect_logs(secrets: Iterable[str]) -> None:
+    _LOG_SECRETS.update(s for s in secrets if len(s) >= 8)
+    for name in _SCRUBBED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _SCRUBBER not in logger.filters:
+            logger.addFilter(_SCRUBBER)
+
+
 class _Secret:
     """Holds a secret; its repr and str never show it."""
 
@@ -228,6 +267,12 @@ class S3Backend(Backend):
                 )
             self._sse = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": _Secret(raw)}
             self._sse_b64 = _Secret(base64.b64encode(raw).decode("ascii"))
+        secrets = [s.value for s in (self._secret, self._token, self._sse_b64) if s is not None]
+        if self._sse:
+            raw_key = self._sse["SSECustomerKey"].value
+            secrets += [raw_key.decode("latin-1"), repr(raw_key)[2:-1]]
+        if secrets:
+            _protect_logs(secrets)
         if engine not in ("auto", "obstore", "boto3"):
             raise ConfigError(f"engine must be auto, obstore or boto3, not {engine!r}")
         self.engine = engine
