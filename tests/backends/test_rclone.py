@@ -277,3 +277,18 @@ def test_store_over_rclone(tmp_path: Path, empty_config: str) -> None:
         assert (tmp_path / "s" / "data" / "01" / "23" / "0123abcd").read_bytes() == b"value"
     finally:
         store.destroy()
+
+
+def test_open_reader_streams(local: RcloneBackend) -> None:
+    data = os.urandom(20 * 1024 * 1024 + 3)
+    local.store_file("big", io.BytesIO(data))
+    with local.open_reader("big") as r:
+        assert r.read(10) == data[:10]
+        rest = bytearray()
+        while chunk := r.read(1024 * 1024):
+            rest += chunk
+    assert bytes(rest) == data[10:]
+    with pytest.raises(ObjectNotFound):
+        local.open_reader("missing")
+    local.store("after", b"the backend is still usable")  # the reader had its own connection
+    assert local.load("after") == b"the backend is still usable"

@@ -345,3 +345,19 @@ def test_store_many_batches_with_failures(backend_sftp: SFTPBackend, sshd: SFTPS
     assert backend_sftp.info("b/taken").directory
     # no temp file is left behind
     assert not [p for p in Path(backend_sftp._root).rglob("*.tmp")]
+
+
+def test_open_reader_streams(backend_sftp: SFTPBackend) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    backend_sftp.store("big", data)
+    with backend_sftp.open_reader("big") as r:
+        assert r.read(10) == data[:10]
+        rest = bytearray()
+        while chunk := r.read(100_000):
+            rest += chunk
+        # the pool goes on working while the reader holds its own channel
+        backend_sftp.store("other", b"x")
+    assert bytes(rest) == data[10:]
+    with pytest.raises(ObjectNotFound):
+        backend_sftp.open_reader("missing")
+    assert backend_sftp.load("other") == b"x"

@@ -26,6 +26,7 @@ import base64
 import builtins
 import ctypes
 import http.client
+import io
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 from urllib.parse import quote
 
 from ..errors import (
@@ -630,6 +631,29 @@ class RcloneBackend(Backend):
         log.debug("load_file %s: %d bytes in %.3f ms", name, written, (time.perf_counter() - t0) * 1e3)
         return written
 
+    def open_reader(self, name: str) -> BinaryIO:
+        """A readable stream of ``name`` (one GET, on a connection of its own until closed)."""
+        self._check_open()
+        name = self._name(name)
+        rcd = self._rcd_or_raise()
+        conn = http.client.HTTPConnection(HOST, rcd.port, timeout=self.timeout)
+        try:
+            conn.request("GET", self._serve_path(name), headers={"Authorization": rcd._auth})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                data = resp.read()
+                try:
+                    message = json.loads(data).get("error", "")
+                except ValueError:
+                    message = data[:200].decode(errors="replace")
+                raise _rc_error(f"open_reader {name}", resp.status, message or resp.reason)
+        except BaseException as e:
+            conn.close()
+            if isinstance(e, OSError | http.client.HTTPException):
+                raise BackendConnectionError(f"rclone rcd connection failed: {e}") from None
+            raise
+        return io.BufferedReader(_ResponseReader(resp, conn), buffer_size=CHUNK_SIZE)
+
     def _upload(
         self, name: str, write_body: Callable[[Any], None] | None, data: bytes | None, size: int | None
     ) -> None:
@@ -779,6 +803,26 @@ class RcloneBackend(Backend):
         items.sort(key=lambda i: i.name.split("/"))
         log.debug("list_recursive %s: %d items in %.3f ms", name, len(items), (time.perf_counter() - t0) * 1e3)
         yield from items
+
+
+class _ResponseReader(io.RawIOBase):
+    """A raw binary stream over an HTTP response body; closing it closes its connection."""
+
+    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection):
+        self._resp = resp
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self._resp.readinto(b)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._resp.close()
+            self._conn.close()
+        super().close()
 
 
 class _RangeNotSatisfiable(Exception):

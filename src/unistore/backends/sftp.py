@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import builtins
 import errno
+import io
 import logging
 import os
 import re
@@ -36,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, BinaryIO, TypeVar, cast
 from urllib.parse import unquote
 
 import paramiko
@@ -89,7 +90,7 @@ DEFAULT_CONNECTIONS = 1
 #: bytes of WRITE requests in flight while storing
 _WRITE_AHEAD = 8 * 1024 * 1024
 #: store_many: values per pipelined batch, and bytes at most
-_BATCH_ITEMS = 16
+_BATCH_ITEMS = 32
 _BATCH_BYTES = 4 * 1024 * 1024
 #: SSH channel window and maximum packet size we offer
 _WINDOW_SIZE = 16 * 1024 * 1024
@@ -1074,6 +1075,36 @@ class SFTPBackend(Backend):
         log.debug("load_file %s: %d bytes in %.3f ms", name, result, (time.perf_counter() - t0) * 1e3)
         return result
 
+    def open_reader(self, name: str) -> BinaryIO:
+        """A readable stream of ``name`` on an SFTP channel of its own (outside the pool) until closed.
+
+        Reads are pipelined like load_file's. A reader does not survive a lost connection.
+        """
+        self._check_open()
+        path = self._path(name)
+        try:
+            ch = self._open_channel()
+        except BaseException as e:
+            if _is_connection_lost(e):
+                raise BackendConnectionError(f"{self!r}: open_reader {name}: {e}") from e
+            raise
+        with self._lock:  # not a pooled channel: do not count it against the pool
+            if ch.gen == self._gens[ch.conn]:
+                self._channel_count[ch.conn] -= 1
+        try:
+            f = self._open_read(ch.sftp, name, path)
+            st = f.stat()
+            if stat.S_ISDIR(st.st_mode or 0):
+                f.close()
+                raise ObjectNotFound(f"{name} is a directory")
+        except BaseException as e:
+            _quiet_close(ch.sftp)
+            if _is_connection_lost(e):
+                raise BackendConnectionError(f"{self!r}: open_reader {name}: {e}") from e
+            raise
+        raw = _SFTPReader(ch.sftp, f, _pieces(ch.sftp, f.handle, 0, st.st_size or 0, self._read_size))
+        return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)
+
     def delete(self, name: str) -> None:
         self._check_open()
         path = self._path(name)
@@ -1233,6 +1264,40 @@ def _pieces(sftp: Any, handle: bytes, start: int, length: int, step: int) -> Ite
             step = len(piece)
             pending.clear()
             offset = at + len(piece)
+
+
+class _SFTPReader(io.RawIOBase):
+    """A raw binary stream over pipelined READs; closing it closes the file and its channel."""
+
+    def __init__(self, sftp: Any, f: Any, pieces: Iterator[bytes]):
+        self._sftp = sftp
+        self._f = f
+        self._pieces = pieces
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if not self._left:
+            try:
+                self._left = next(self._pieces)
+            except StopIteration:
+                return 0
+            except OSError as e:
+                if _is_connection_lost(e):
+                    raise BackendConnectionError(f"sftp reader: connection lost: {e}") from e
+                raise
+        n = min(len(b), len(self._left))
+        b[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            _quiet_close(self._f)
+            _quiet_close(self._sftp)
+        super().close()
 
 
 def _quiet_close(obj: Any) -> None:
