@@ -95,6 +95,11 @@ def test_roundtrip_info_delete(store: Store) -> None:
         store.load(k)
 
 
+def test_fresh_namespaces_list_empty(store: Store) -> None:
+    assert list(store.list("data")) == []
+    assert list(store.list("flat", deleted=True)) == []
+
+
 def test_list_unnests_and_sorts(store: Store) -> None:
     keys = sorted(key(i) for i in range(30))
     for k in keys:

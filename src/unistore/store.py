@@ -113,9 +113,16 @@ class Store:
 
     # ----------------------------------------------------------------- lifecycle
     def create(self) -> None:
+        """Create the storage and its namespace directories (all nesting directories too on backends
+        that ask for them), so listing an empty namespace yields nothing instead of ObjectNotFound."""
         self.backend.create()
         if self.backend.precreate_dirs:
             self.create_levels()
+            return
+        with self:
+            for namespace, _ in self.levels:
+                if namespace.strip("/"):
+                    self.backend.mkdir(namespace.strip("/"))
 
     def destroy(self) -> None:
         self.backend.destroy()
