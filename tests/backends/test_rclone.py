@@ -292,3 +292,27 @@ def test_open_reader_streams(local: RcloneBackend) -> None:
         local.open_reader("missing")
     local.store("after", b"the backend is still usable")  # the reader had its own connection
     assert local.load("after") == b"the backend is still usable"
+
+
+def test_dead_rcd_gives_connection_error(tmp_path: Path, empty_config: str) -> None:
+    from unistore.errors import BackendConnectionError
+
+    be = RcloneBackend.from_url(f"rclone:{tmp_path / 's'}", config_file=empty_config, timeout=10)
+    be.create()
+    be.open()
+    try:
+        be.store("k", b"v")
+        pid = be.pid
+        assert pid is not None
+        os.kill(pid, 9)
+        assert wait_dead(pid)
+        with pytest.raises(BackendConnectionError, match="rclone"):
+            be.load("k")
+    finally:
+        be.close()
+    be.open()  # a fresh rcd
+    try:
+        assert be.load("k") == b"v"
+    finally:
+        be.close()
+    be.destroy()
