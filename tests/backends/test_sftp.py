@@ -361,3 +361,21 @@ def test_open_reader_streams(backend_sftp: SFTPBackend) -> None:
     with pytest.raises(ObjectNotFound):
         backend_sftp.open_reader("missing")
     assert backend_sftp.load("other") == b"x"
+
+
+def test_load_many_batches(backend_sftp: SFTPBackend) -> None:
+    items = {f"lm/{i:03d}": os.urandom(i * 997) for i in range(70)}
+    items["lm/big"] = os.urandom(3 * 1024 * 1024 + 1)  # more than the first READs of a batch
+    backend_sftp.store_many(items)
+    order = sorted(items, reverse=True)
+    assert list(backend_sftp.load_many(order)) == [(n, items[n]) for n in order]
+    backend_sftp.mkdir("lm/dir")
+    got = []
+    with pytest.raises(ObjectNotFound):
+        for name, value in backend_sftp.load_many(["lm/001", "lm/002", "lm/missing", "lm/003"]):
+            got.append((name, value))
+    assert got == [("lm/001", items["lm/001"]), ("lm/002", items["lm/002"])]  # the items before the error
+    with pytest.raises(ObjectNotFound):
+        list(backend_sftp.load_many(["lm/dir"]))
+    backend_sftp.store("after", b"ok")  # the channel is in a clean state afterwards
+    assert backend_sftp.load("after") == b"ok"

@@ -52,6 +52,7 @@ from paramiko.sftp import (
     CMD_READ,
     CMD_WRITE,
     SFTP_FLAG_CREATE,
+    SFTP_FLAG_READ,
     SFTP_FLAG_TRUNC,
     SFTP_FLAG_WRITE,
     SFTPError,
@@ -95,8 +96,8 @@ _BATCH_BYTES = 4 * 1024 * 1024
 #: SSH channel window and maximum packet size we offer
 _WINDOW_SIZE = 16 * 1024 * 1024
 _MAX_PACKET_SIZE = 256 * 1024
-#: READ requests sent along with the FSTAT of a load (covers values up to 256 KiB)
-_FIRST_READS = 8
+#: bytes asked for along with the FSTAT of a load: such a value costs two round trips
+_FIRST_READ_BYTES = 255 * 1024
 #: bytes of READ requests in flight while loading a large value
 _READ_AHEAD = 8 * 1024 * 1024
 #: READ and WRITE size used with OpenSSH (its sftp-server takes messages up to 256 KiB)
@@ -738,6 +739,123 @@ class SFTPBackend(Backend):
         log.debug("info %s: %.3f ms", name, (time.perf_counter() - t0) * 1e3)
         return result
 
+    def load_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(name, value)`` in the order given; ``channels`` threads, each pipelining a batch.
+
+        A batch of small values costs two round trips in all: every OPEN, then every FSTAT with the
+        first READs of each value.
+        """
+        self._check_open()
+
+        def batches() -> Iterator[builtins.list[tuple[str, str]]]:
+            batch: builtins.list[tuple[str, str]] = []
+            for name in names:
+                batch.append((name, self._path(name)))
+                if len(batch) >= _BATCH_ITEMS:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        def run(batch: builtins.list[tuple[str, str]]) -> builtins.list[tuple[str, bytes | Exception]]:
+            t0 = time.perf_counter()
+            result = self._run("load_many", lambda sftp, attempt: self._load_batch(sftp, batch))
+            log.debug(
+                "load_many: %d items, %d bytes in %.3f ms",
+                len(result),
+                sum(len(v) for _, v in result if isinstance(v, bytes)),
+                (time.perf_counter() - t0) * 1e3,
+            )
+            return result
+
+        for result in self._map(run, batches()):
+            for name, value in result:
+                if isinstance(value, Exception):
+                    raise value
+                yield name, value
+
+    def _load_batch(
+        self, sftp: Any, batch: builtins.list[tuple[str, str]]
+    ) -> builtins.list[tuple[str, bytes | Exception]]:
+        opens = [sftp._async_request(type(None), CMD_OPEN, path, SFTP_FLAG_READ, SFTPAttributes()) for _, path in batch]
+        handles: builtins.list[bytes | None] = []
+        errors: dict[int, Exception] = {}
+        for i, num in enumerate(opens):
+            try:
+                t, msg = sftp._read_response(num)
+                if t != CMD_HANDLE:
+                    raise SFTPError("Expected handle")
+                handles.append(msg.get_binary())
+            except OSError as e:
+                if _is_connection_lost(e):
+                    raise
+                handles.append(None)
+                errors[i] = (
+                    PermissionDenied(f"{batch[i][0]}: {e}")
+                    if isinstance(e, PermissionError)
+                    else (ObjectNotFound(batch[i][0]))
+                )
+        step = self._read_size
+        requests: builtins.list[tuple[int, int, builtins.list[int]]] = []
+        for i, handle in enumerate(handles):
+            if handle is not None:
+                n_stat = sftp._async_request(type(None), CMD_FSTAT, handle)
+                reads = [
+                    sftp._async_request(type(None), CMD_READ, handle, int64(off), step)
+                    for off in range(0, max(_FIRST_READ_BYTES, step), step)
+                ]
+                requests.append((i, n_stat, reads))
+        values: dict[int, bytes] = {}
+        firsts: dict[int, tuple[int, bytes]] = {}
+        try:
+            for i, n_stat, reads in requests:
+                t, msg = sftp._read_response(n_stat)
+                if t != CMD_ATTRS:
+                    raise SFTPError("Expected attributes")
+                st = cast(Any, SFTPAttributes)._from_msg(msg)
+                pieces = []
+                ended = False
+                for num in reads:
+                    try:
+                        t, msg = sftp._read_response(num)
+                        if t != CMD_DATA:
+                            raise SFTPError("Expected data")
+                        if not ended:
+                            piece = msg.get_string()
+                            pieces.append(piece)
+                            ended = len(piece) < step
+                    except EOFError:
+                        ended = True
+                    except OSError as e:
+                        if _is_connection_lost(e):
+                            raise
+                        ended = True
+                if stat.S_ISDIR(st.st_mode or 0):
+                    errors[i] = ObjectNotFound(f"{batch[i][0]} is a directory")
+                    continue
+                firsts[i] = (st.st_size or 0, b"".join(pieces))
+            # only now, with every answer of the batch in, read the rest of larger values
+            for i, (size, first) in firsts.items():
+                buf = bytearray(first)
+                if len(buf) < size:
+                    handle = handles[i]
+                    assert handle is not None
+                    for piece in _pieces(sftp, handle, len(buf), size - len(buf), step):
+                        buf += piece
+                if len(buf) < size:
+                    errors[i] = ReadRangeError(f"{batch[i][0]}: item changed while reading")
+                    continue
+                values[i] = bytes(buf[:size])
+        finally:
+            for handle in handles:  # CLOSE without waiting for the answers
+                if handle is not None:
+                    try:
+                        sftp._async_request(type(None), CMD_CLOSE, handle)
+                    except Exception:
+                        break
+        # an error stands in the place of its item, so load_many yields the items before it first
+        return [(name, errors[i] if i in errors else values[i]) for i, (name, _) in enumerate(batch)]
+
     def _open_read(self, sftp: Any, name: str, path: str) -> Any:
         try:
             f = sftp.open(path, "rb")
@@ -761,8 +879,9 @@ class SFTPBackend(Backend):
                 n_stat = sftp._async_request(type(None), CMD_FSTAT, f.handle)
                 reads: list[tuple[int, int]] = []
                 if offset >= 0 and size != 0:
-                    # speculative READs: a value up to _FIRST_READS pieces arrives with the FSTAT
-                    want = _FIRST_READS * step if size is None else min(size, _FIRST_READS * step)
+                    # speculative READs: a value up to _FIRST_READ_BYTES arrives with the FSTAT
+                    first = max(_FIRST_READ_BYTES, step)
+                    want = first if size is None else min(size, first)
                     for off in range(offset, offset + want, step):
                         n = min(step, offset + want - off)
                         reads.append((sftp._async_request(type(None), CMD_READ, f.handle, int64(off), n), n))
