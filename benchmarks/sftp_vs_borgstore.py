@@ -9,7 +9,7 @@ Prints seconds per phase (median and best of the rounds) and ratios (borgstore t
 time; > 1 means unistore is faster). The median is the fairer figure: paramiko's prefetch, which
 borgstore's load uses, now and then stalls for seconds (its reader spins while the prefetch thread
 registers requests), which a best-of figure hides.
-Run:  /work/venv/bin/python benchmarks/sftp_vs_borgstore.py [--rounds N] [--count N] [--big-mib N]
+Run:  /work/venv/bin/python benchmarks/sftp_vs_borgstore.py [--rounds N] [--count N] [--big-mib N] [--dir D]
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--big-mib", type=int, default=64)
+    ap.add_argument("--dir", default=None, help="where the server keeps its files (default: the temp dir)")
     args = ap.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="unistore-bench-sftp-"))
+    base = Path(tempfile.mkdtemp(prefix="unistore-bench-sftp-", dir=args.dir))
     server = OpenSSHServer(base)
     home = base / "home"
     (home / ".ssh").mkdir(parents=True)
@@ -113,7 +114,8 @@ def run(server: OpenSSHServer, args: argparse.Namespace) -> None:
                 be.destroy()
 
     print(
-        f"sftp: {args.count} x {args.size} B and one {args.big_mib} MiB value, {args.rounds} rounds (alternating order)"
+        f"sftp: {args.count} x {args.size} B and one {args.big_mib} MiB value, {args.rounds} rounds"
+        f" (alternating order), server files in {server.data}"
     )
     print("ratio = borgstore time / unistore time (> 1: unistore is faster); median and best of the rounds")
     print(f"{'phase':<22}{'borgstore s':>13}{'unistore s':>13}{'ratio':>9}{'best b':>10}{'best u':>10}{'ratio':>9}")
