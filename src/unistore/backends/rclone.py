@@ -278,6 +278,10 @@ class _Rcd:
     ) -> http.client.HTTPResponse:
         """Send a request on this thread's connection; reconnect once if a kept-alive one went stale."""
         hdrs = {"Authorization": self._auth, **(headers or {})}
+        if callable(body):
+            # a streamed body cannot be sent twice: never start it on a kept-alive connection that the
+            # server may have closed while idle
+            self.drop_connection()
         for attempt in (0, 1):
             conn = self.connection()
             try:

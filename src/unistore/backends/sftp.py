@@ -420,8 +420,9 @@ class SFTPBackend(Backend):
         return _Channel(sftp, conn, gen)
 
     def _acquire(self) -> _Channel:
-        if not self._slots.acquire(timeout=self.timeout + self.connect_timeout):
-            raise BackendConnectionError(f"{self!r}: no SFTP channel became free within the timeout")
+        # every call that holds a channel is bounded by the timeouts, so this wait is bounded too
+        # (a fixed limit here would fail callers queued behind long transfers)
+        self._slots.acquire()
         try:
             with self._lock:
                 while self._idle:
