@@ -15,9 +15,14 @@ An SFTP backend over paramiko:
 * Every socket read has a timeout, connection set-up has its own, and keepalives are sent, so no
   call blocks forever. A lost connection is re-established and an idempotent operation retried
   (``retries`` times, with a growing pause); after that :class:`BackendConnectionError` is raised.
-* Thread-safe: a pool of ``channels`` SFTP channels over one SSH connection; each call borrows one.
-  The bulk operations run on as many threads as there are channels.
-* Large values are streamed in both directions (pipelined writes, prefetched reads).
+* Thread-safe: a pool of ``channels`` SFTP channels over ``connections`` SSH connections (one by
+  default); each call borrows one. The bulk operations run on as many threads as there are
+  channels, and ``store_many``/``load_many`` pipeline batches of values on each channel.
+* Large values are streamed in both directions, with a window of READ/WRITE requests in flight,
+  sent and answered in the calling thread (paramiko's prefetch thread is not used).
+
+Pipelining uses paramiko's request primitives (``_async_request``/``_read_response``) directly;
+they are what paramiko's own file objects are built on.
 """
 
 from __future__ import annotations
