@@ -18,6 +18,7 @@ import hashlib
 import io
 import shutil
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -344,25 +345,25 @@ class _SpooledCopy:
         self.f.close()
 
 
+def ordered_map(pool: ThreadPoolExecutor, func: Any, items: Iterable[Any], window: int) -> Iterator[Any]:
+    """map() on ``pool``: results in input order, at most ``window`` calls submitted ahead."""
+    pending: deque[Any] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(func, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+
+
 def _ordered_pool_map(func: Any, items: Iterable[Any], workers: int) -> Iterator[Any]:
-    """Like map(), on a thread pool, results in input order, with bounded read-ahead."""
-    from collections import deque
-
-    def gen() -> Iterator[Any]:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unistore-bulk") as pool:
-            pending: deque[Any] = deque()
-            try:
-                for item in items:
-                    pending.append(pool.submit(func, item))
-                    if len(pending) >= workers * 4:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for fut in pending:
-                    fut.cancel()
-
-    return gen()
+    """ordered_map() on a thread pool of its own, which lives as long as the iteration."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unistore-bulk") as pool:
+        yield from ordered_map(pool, func, items, workers * 4)
 
 
 def copy_stream(src: IO[bytes], dst: IO[bytes], length: int | None = None) -> int:

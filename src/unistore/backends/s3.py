@@ -55,7 +55,8 @@ from ..errors import (
     ReadRangeError,
 )
 from ..names import is_listable
-from .base import CAPABILITIES, Backend, ItemInfo, Value, as_bytes_view, resolve_range
+from ..url import redact
+from .base import CAPABILITIES, Backend, ItemInfo, Value, as_bytes_view, ordered_map, resolve_range
 
 log = logging.getLogger("unistore.backends.s3")
 
@@ -292,7 +293,7 @@ class S3Backend(Backend):
         if not m:
             raise BackendURLInvalid(
                 "invalid s3 URL, expected (s3|b2):[profile|(key:secret)@][scheme://host[:port]]/bucket[/prefix]: "
-                + _redact(url)
+                + redact(url)
             )
         kwargs: dict[str, Any] = {}
         cred = m.group("cred")
@@ -306,7 +307,7 @@ class S3Backend(Backend):
         if m.group("proto"):
             proto = m.group("proto").lower()
             if proto not in ("http", "https"):
-                raise BackendURLInvalid(f"endpoint scheme must be http or https: {_redact(url)}")
+                raise BackendURLInvalid(f"endpoint scheme must be http or https: {redact(url)}")
             kwargs["endpoint_url"] = f"{proto}://{m.group('host')}"
         if m.group("scheme").lower() == "b2":
             kwargs["b2"] = True
@@ -1099,7 +1100,7 @@ class S3Backend(Backend):
     def _map(self, func: Any, items: Iterable[Any]) -> Iterator[Any]:
         if self.workers <= 1:
             return map(func, items)
-        return _ordered_map(self._bulk_pool(), func, items, self.workers)
+        return ordered_map(self._bulk_pool(), func, items, self.workers * 4)
 
     def delete_many(self, names: Iterable[str], *, missing_ok: bool = False) -> int:
         """HEAD all names concurrently, then delete the existing ones in DeleteObjects batches."""
@@ -1523,28 +1524,6 @@ def _regular_fd(file: IO[bytes]) -> int | None:
         return fd
     except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
         return None
-
-
-def _ordered_map(pool: ThreadPoolExecutor, func: Any, items: Iterable[Any], workers: int) -> Iterator[Any]:
-    """map() on a shared pool: results in input order, bounded read-ahead."""
-    from collections import deque
-
-    pending: deque[Any] = deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= workers * 4:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for fut in pending:
-            fut.cancel()
-
-
-def _redact(url: str) -> str:
-    m = re.match(r"^([a-z0-9]+:)([^@]*?):([^@]*)@(.*)$", url, re.IGNORECASE)
-    return f"{m.group(1)}{m.group(2)}:***@{m.group(4)}" if m else url
 
 
 __all__ = ["S3Backend"]
