@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import hashlib
 import heapq
 import io
@@ -76,6 +77,7 @@ _URL = re.compile(
 )
 
 _SSE_HINTS = ("sse-c", "sse_c", "customer key", "customer-key", "customer provided", "customer-provided", "encrypt")
+_NO_OBJECT_LOCK = ("NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError")  # error codes
 _CONNECTION_HINTS = (
     "connect",
     "connection",
@@ -512,6 +514,17 @@ class S3Backend(Backend):
         except Exception as e:
             self._raise(e, what)
 
+    def _call_or_none(
+        self, what: str, absent: Callable[[BaseException], bool], func: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T | None:
+        """Like :meth:`_call`, but None where ``absent(error)`` says the service answered "there is none"."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as e:
+            if absent(e):
+                return None
+            self._raise(e, what)
+
     # ------------------------------------------------------------------ keys
     def _key(self, name: str) -> str:
         return self._root + self._name(name)
@@ -525,6 +538,13 @@ class S3Backend(Backend):
             return {}
         return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": self._sse["SSECustomerKey"].value}
 
+    def _with_copy_source_sse(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` of a server-side copy, plus the SSE-C key to read its source with."""
+        if self._sse:
+            args["CopySourceSSECustomerAlgorithm"] = "AES256"
+            args["CopySourceSSECustomerKey"] = self._sse["SSECustomerKey"].value
+        return args
+
     def _put_args(self) -> dict[str, Any]:
         args = self._sse_args()
         if self.storage_class:
@@ -537,7 +557,7 @@ class S3Backend(Backend):
             self._client.head_bucket(Bucket=self.bucket)
             return True
         except Exception as e:
-            status = getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            status = _http_status(e)
             if status == 404:
                 return False
             if status == 403:  # HEAD has no body to tell bad credentials from a policy: ask with a GET
@@ -556,11 +576,19 @@ class S3Backend(Backend):
             return True
         return self._any_key(self._root)
 
-    def create(self) -> None:
+    @contextlib.contextmanager
+    def _clients_while_closed(self) -> Iterator[None]:
+        """Clients for one call on the closed backend (create, destroy), closed again after it."""
         if self.opened:
             raise BackendMustNotBeOpen()
         self._make_clients()
         try:
+            yield
+        finally:
+            self._close_clients()
+
+    def create(self) -> None:
+        with self._clients_while_closed():
             if not self._bucket_exists():
                 args: dict[str, Any] = {"Bucket": self.bucket}
                 if self.region and self.region != "us-east-1" and not self.endpoint_url:
@@ -570,21 +598,14 @@ class S3Backend(Backend):
                 raise BackendAlreadyExists(f"{self!r} exists and is not empty")
             if self.prefix:
                 self._call("create", self._client.put_object, Bucket=self.bucket, Key=self._root, Body=b"")
-        finally:
-            self._close_clients()
 
     def destroy(self) -> None:
-        if self.opened:
-            raise BackendMustNotBeOpen()
-        self._make_clients()
-        try:
+        with self._clients_while_closed():
             if not self._exists():
                 raise BackendDoesNotExist(f"{self!r} does not exist")
             self._delete_prefix(self._root)
             if not self.prefix:
                 self._call(f"delete bucket {self.bucket}", self._client.delete_bucket, Bucket=self.bucket)
-        finally:
-            self._close_clients()
 
     def open(self) -> None:
         if self.opened:
@@ -657,7 +678,7 @@ class S3Backend(Backend):
         except BackendError:
             raise
         except Exception as e:
-            if getattr(e, "response", {}).get("Error", {}).get("Code") not in ("NotImplemented", "501"):
+            if _error_code(e) not in ("NotImplemented", "501"):
                 self._raise(e, "list versions")
         paginator = self._client.get_paginator("list_objects_v2")
         for page in self._call("list", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=prefix))):
@@ -775,20 +796,28 @@ class S3Backend(Backend):
         if self._obs is not None:
             import obstore
 
-            try:
-                meta = obstore.head(self._obs, key)
-            except Exception as e:
-                if _is_not_found(e):
-                    return None
-                self._raise(e, f"info {name}")
-            return meta["size"], meta["last_modified"].timestamp(), meta.get("version")
-        try:
-            resp = self._client.head_object(Bucket=self.bucket, Key=key, **self._sse_args())
-        except Exception as e:
-            if getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            meta = self._call_or_none(f"info {name}", _is_not_found, obstore.head, self._obs, key)
+            if meta is None:
                 return None
-            self._raise(e, f"info {name}")
+            return meta["size"], meta["last_modified"].timestamp(), meta.get("version")
+        resp = self._call_or_none(
+            f"info {name}",
+            lambda e: _http_status(e) == 404,
+            self._client.head_object,
+            Bucket=self.bucket,
+            Key=key,
+            **self._sse_args(),
+        )
+        if resp is None:
+            return None
         return resp["ContentLength"], resp["LastModified"].timestamp(), resp.get("VersionId")
+
+    def _head_existing(self, key: str, name: str) -> tuple[int, float, str | None]:
+        """``(size, mtime, version)`` of an object; ObjectNotFound if missing."""
+        meta = self._head(key, name)
+        if meta is None:
+            raise ObjectNotFound(name)
+        return meta
 
     def load(self, name: str, *, size: int | None = None, offset: int = 0) -> bytes:
         self._check_open()
@@ -846,7 +875,7 @@ class S3Backend(Backend):
             resp = self._client.get_object(**args)
             return resp["Body"].read()  # type: ignore[no-any-return]
         except Exception as e:
-            if getattr(e, "response", {}).get("Error", {}).get("Code") == "InvalidRange":
+            if _error_code(e) == "InvalidRange":
                 raise _RangeNotSatisfiable() from None
             self._raise(e, f"load {key}")
 
@@ -860,10 +889,7 @@ class S3Backend(Backend):
         elif self._obs is not None:
             import obstore
 
-            try:
-                obstore.put(self._obs, key, view, use_multipart=False)
-            except Exception as e:
-                self._raise(e, f"store {name}")
+            self._call(f"store {name}", obstore.put, self._obs, key, view, use_multipart=False)
         else:
             self._call(
                 f"store {name}",
@@ -879,9 +905,7 @@ class S3Backend(Backend):
         self._check_open()
         key = self._key(name)
         t0 = time.perf_counter()
-        meta = self._head(key, name)
-        if meta is None:
-            raise ObjectNotFound(name)
+        meta = self._head_existing(key, name)
         self._delete_key(key, name, meta[2])
         log.debug("delete %s in %.3fs", name, time.perf_counter() - t0)
 
@@ -901,18 +925,13 @@ class S3Backend(Backend):
         else:
             import obstore
 
-            try:
-                obstore.delete(self._obs, key)
-            except Exception as e:
-                self._raise(e, f"delete {name}")
+            self._call(f"delete {name}", obstore.delete, self._obs, key)
 
     def move(self, curr_name: str, new_name: str) -> None:
         self._check_open()
         src, dst = self._key(curr_name), self._key(new_name)
         t0 = time.perf_counter()
-        meta = self._head(src, curr_name)
-        if meta is None:
-            raise ObjectNotFound(curr_name)
+        meta = self._head_existing(src, curr_name)
         self._copy(src, dst, curr_name, meta[0])
         self._delete_key(src, curr_name, meta[2])
         log.debug("move %s -> %s: %d bytes in %.3fs", curr_name, new_name, meta[0], time.perf_counter() - t0)
@@ -921,16 +940,11 @@ class S3Backend(Backend):
         """Server-side copy (multipart copy above 5 GiB); no data passes through this process."""
         self._check_open()
         skey, dkey = self._key(src), self._key(dst)
-        meta = self._head(skey, src)
-        if meta is None:
-            raise ObjectNotFound(src)
+        meta = self._head_existing(skey, src)
         self._copy(skey, dkey, src, meta[0])
 
     def _copy(self, src: str, dst: str, name: str, size: int) -> None:
-        extra = self._put_args()
-        if self._sse:
-            extra["CopySourceSSECustomerAlgorithm"] = "AES256"
-            extra["CopySourceSSECustomerKey"] = self._sse["SSECustomerKey"].value
+        extra = self._with_copy_source_sse(self._put_args())
         source = {"Bucket": self.bucket, "Key": src}
         if size <= MAX_COPY_SIZE:
             self._call(
@@ -1016,9 +1030,7 @@ class S3Backend(Backend):
         self._check_open()
         key = self._key(name)
         t0 = time.perf_counter()
-        meta = self._head(key, name)
-        if meta is None:
-            raise ObjectNotFound(name)
+        meta = self._head_existing(key, name)
         start, length = resolve_range(meta[0], offset, size)
         fd = _regular_fd(file)
         if fd is not None and length >= 2 * self.multipart_chunksize and self.workers > 1:
@@ -1067,10 +1079,8 @@ class S3Backend(Backend):
                 return self._get(key, (off, off + n))
             import obstore
 
-            try:
-                return obstore.get_range(self._obs, key, start=off, length=n)  # zero-copy buffer
-            except Exception as e:
-                self._raise(e, f"load {name}")
+            # a zero-copy buffer
+            return self._call(f"load {name}", obstore.get_range, self._obs, key, start=off, length=n)
 
         def one(off: int) -> int:
             n = min(part, length - off)
@@ -1090,9 +1100,7 @@ class S3Backend(Backend):
         """A buffered, streaming reader of ``name`` (one GET, read as it is consumed)."""
         self._check_open()
         key = self._key(name)
-        meta = self._head(key, name)
-        if meta is None:
-            raise ObjectNotFound(name)
+        meta = self._head_existing(key, name)
         raw = _IterReader(self._stream(key, name, 0, meta[0]))
         return io.BufferedReader(raw, buffer_size=1 * MiB)  # type: ignore[return-value]
 
@@ -1210,17 +1218,15 @@ class S3Backend(Backend):
 
     def get_retention(self, name: str) -> tuple[str, datetime] | None:
         self._check_open()
-        try:
-            resp = self._client.get_object_retention(Bucket=self.bucket, Key=self._key(name))
-        except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code in (
-                "NoSuchObjectLockConfiguration",
-                "ObjectLockConfigurationNotFoundError",
-                "NoSuchObjectRetention",
-            ):
-                return None
-            self._raise(e, f"get retention {name}")
+        resp = self._call_or_none(
+            f"get retention {name}",
+            lambda e: _error_code(e) in (*_NO_OBJECT_LOCK, "NoSuchObjectRetention"),
+            self._client.get_object_retention,
+            Bucket=self.bucket,
+            Key=self._key(name),
+        )
+        if resp is None:
+            return None
         ret = resp.get("Retention") or {}
         if not ret.get("Mode"):
             return None
@@ -1238,17 +1244,15 @@ class S3Backend(Backend):
 
     def get_legal_hold(self, name: str) -> bool:
         self._check_open()
-        try:
-            resp = self._client.get_object_legal_hold(Bucket=self.bucket, Key=self._key(name))
-        except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code in (
-                "NoSuchObjectLockConfiguration",
-                "ObjectLockConfigurationNotFoundError",
-                "NoSuchObjectLegalHold",
-            ):
-                return False
-            self._raise(e, f"get legal hold {name}")
+        resp = self._call_or_none(
+            f"get legal hold {name}",
+            lambda e: _error_code(e) in (*_NO_OBJECT_LOCK, "NoSuchObjectLegalHold"),
+            self._client.get_object_legal_hold,
+            Bucket=self.bucket,
+            Key=self._key(name),
+        )
+        if resp is None:
+            return False
         return bool(resp.get("LegalHold", {}).get("Status") == "ON")
 
     # ------------------------------------------------------------------ capabilities: storage class
@@ -1265,10 +1269,7 @@ class S3Backend(Backend):
         self._check_open()
         key = self._key(name)
         head = self._call(f"info {name}", self._client.head_object, Bucket=self.bucket, Key=key, **self._sse_args())
-        extra = self._sse_args()
-        if self._sse:
-            extra["CopySourceSSECustomerAlgorithm"] = "AES256"
-            extra["CopySourceSSECustomerKey"] = self._sse["SSECustomerKey"].value
+        extra = self._with_copy_source_sse(self._sse_args())
         if head.get("ContentType"):
             extra["ContentType"] = head["ContentType"]
         self._call(
@@ -1380,9 +1381,7 @@ class S3Backend(Backend):
             raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
         self._check_open()
         key = self._key(name)
-        meta = self._head(key, name)
-        if meta is None:
-            raise ObjectNotFound(name)
+        meta = self._head_existing(key, name)
         for chunk in self._stream(key, name, 0, meta[0]):
             h.update(chunk)
         return h.hexdigest()
@@ -1489,6 +1488,16 @@ def _page_count(page: dict[str, Any]) -> int:
 
 def _is_not_found(e: BaseException) -> bool:
     return isinstance(e, FileNotFoundError) or type(e).__name__ == "NotFoundError"
+
+
+def _error_code(e: BaseException) -> str:
+    """The S3 error code of a botocore ClientError ("" for any other exception)."""
+    return getattr(e, "response", {}).get("Error", {}).get("Code", "")  # type: ignore[no-any-return]
+
+
+def _http_status(e: BaseException) -> int:
+    """The HTTP status of a botocore ClientError (0 for any other exception)."""
+    return getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)  # type: ignore[no-any-return]
 
 
 def _chain_first(first: T | None, rest: Iterator[T]) -> Iterator[T]:
