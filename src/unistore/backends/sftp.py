@@ -706,19 +706,10 @@ class SFTPBackend(Backend):
         path = self._path(name)
 
         def do(sftp: Any, attempt: int) -> None:
-            try:
-                sftp.rmdir(path)
+            failure = _remove(sftp, sftp.rmdir, path, name, attempt)
+            if failure is None:
                 return
-            except FileNotFoundError:
-                if attempt:
-                    return  # an earlier attempt did it before the connection broke
-                raise ObjectNotFound(name) from None
-            except OSError as e:
-                err = e
-            try:
-                st = sftp.stat(path)
-            except FileNotFoundError:
-                raise ObjectNotFound(name) from None
+            st, err = failure
             if not stat.S_ISDIR(st.st_mode or 0):
                 raise ObjectNotFound(f"{name} is not a directory")
             raise DirectoryNotEmpty(f"directory not empty: {name}") from err
@@ -788,10 +779,7 @@ class SFTPBackend(Backend):
         errors: dict[int, Exception] = {}
         for i, num in enumerate(opens):
             try:
-                t, msg = sftp._read_response(num)
-                if t != CMD_HANDLE:
-                    raise SFTPError("Expected handle")
-                handles.append(msg.get_binary())
+                handles.append(_answer(sftp, num, CMD_HANDLE, "handle").get_binary())
             except OSError as e:
                 if _is_connection_lost(e):
                     raise
@@ -815,27 +803,8 @@ class SFTPBackend(Backend):
         firsts: dict[int, tuple[int, bytes]] = {}
         try:
             for i, n_stat, reads in requests:
-                t, msg = sftp._read_response(n_stat)
-                if t != CMD_ATTRS:
-                    raise SFTPError("Expected attributes")
-                st = cast(Any, SFTPAttributes)._from_msg(msg)
-                pieces = []
-                ended = False
-                for num in reads:
-                    try:
-                        t, msg = sftp._read_response(num)
-                        if t != CMD_DATA:
-                            raise SFTPError("Expected data")
-                        if not ended:
-                            piece = msg.get_string()
-                            pieces.append(piece)
-                            ended = len(piece) < step
-                    except EOFError:
-                        ended = True
-                    except OSError as e:
-                        if _is_connection_lost(e):
-                            raise
-                        ended = True
+                st = _attributes(sftp, n_stat)
+                pieces, _ = _first_pieces(sftp, [(num, step) for num in reads])
                 if stat.S_ISDIR(st.st_mode or 0):
                     errors[i] = ObjectNotFound(f"{batch[i][0]} is a directory")
                     continue
@@ -891,29 +860,8 @@ class SFTPBackend(Backend):
                     for off in range(offset, offset + want, step):
                         n = min(step, offset + want - off)
                         reads.append((sftp._async_request(type(None), CMD_READ, f.handle, int64(off), n), n))
-                t, msg = sftp._read_response(n_stat)
-                if t != CMD_ATTRS:
-                    raise SFTPError("Expected attributes")
-                st = cast(Any, SFTPAttributes)._from_msg(msg)
-                pieces = []
-                ended = False  # a short piece or EOF: later pieces are not contiguous, read them again
-                error: OSError | None = None
-                for num, n in reads:
-                    try:
-                        t, msg = sftp._read_response(num)
-                        if t != CMD_DATA:
-                            raise SFTPError("Expected data")
-                        if not ended:
-                            piece = msg.get_string()
-                            pieces.append(piece)
-                            ended = len(piece) < n
-                    except EOFError:  # SFTP status EOF: reading at or past the end
-                        ended = True
-                    except OSError as e:
-                        if _is_connection_lost(e):
-                            raise
-                        ended = True
-                        error = error or e
+                st = _attributes(sftp, n_stat)
+                pieces, error = _first_pieces(sftp, reads)
                 if error is not None and not stat.S_ISDIR(st.st_mode or 0):
                     raise error
                 first = b"".join(pieces)
@@ -1082,10 +1030,7 @@ class SFTPBackend(Backend):
         failed: dict[int, OSError] = {}
         for num in opens:
             try:
-                t, msg = sftp._read_response(num)
-                if t != CMD_HANDLE:
-                    raise SFTPError("Expected handle")
-                handles.append(msg.get_binary())
+                handles.append(_answer(sftp, num, CMD_HANDLE, "handle").get_binary())
             except OSError as e:
                 if _is_connection_lost(e):
                     raise
@@ -1099,25 +1044,13 @@ class SFTPBackend(Backend):
                 piece = bytes(view[off : off + step])
                 writes.append((i, sftp._async_request(type(None), CMD_WRITE, handle, int64(off), piece)))
             writes.append((i, sftp._async_request(type(None), CMD_CLOSE, handle)))
-        for i, num in writes:
-            try:
-                sftp._read_response(num)
-            except OSError as e:
-                if _is_connection_lost(e):
-                    raise
-                failed.setdefault(i, e)
+        _note_failures(sftp, writes, failed)
         renames = [
             (i, sftp._async_request(type(None), CMD_EXTENDED, "posix-rename@openssh.com", tmps[i], batch[i][0]))
             for i, handle in enumerate(handles)
             if handle is not None and i not in failed
         ]
-        for i, num in renames:
-            try:
-                sftp._read_response(num)
-            except OSError as e:
-                if _is_connection_lost(e):
-                    raise
-                failed.setdefault(i, e)
+        _note_failures(sftp, renames, failed)
         for i in failed:
             try:
                 sftp.remove(tmps[i])
@@ -1235,21 +1168,17 @@ class SFTPBackend(Backend):
         path = self._path(name)
 
         def do(sftp: Any, attempt: int) -> None:
-            try:
-                sftp.remove(path)
+            failure = _remove(
+                sftp,
+                sftp.remove,
+                path,
+                name,
+                attempt,
+                final=lambda e: _is_connection_lost(e) or isinstance(e, PermissionError),
+            )
+            if failure is None:
                 return
-            except FileNotFoundError:
-                if attempt:
-                    return  # the attempt before the connection broke did it
-                raise ObjectNotFound(name) from None
-            except OSError as e:
-                if _is_connection_lost(e) or isinstance(e, PermissionError):
-                    raise
-                err = e
-            try:
-                st = sftp.stat(path)
-            except FileNotFoundError:
-                raise ObjectNotFound(name) from None
+            st, err = failure
             if stat.S_ISDIR(st.st_mode or 0):
                 raise ObjectNotFound(f"{name} is a directory, not an item")
             raise err
@@ -1356,6 +1285,89 @@ class SFTPBackend(Backend):
         return {"limit": -1, "usage": -1}
 
 
+def _remove(
+    sftp: Any,
+    remove: Callable[[str], object],
+    path: str,
+    name: str,
+    attempt: int,
+    final: Callable[[OSError], bool] = lambda e: False,
+) -> tuple[Any, OSError] | None:
+    """``remove(path)`` (rmdir or remove); None when done, else the stat of ``path`` and the error,
+    for the caller to tell what stands in the way. An error ``final`` says is raised as it is.
+
+    ObjectNotFound if nothing is at ``path``, unless on a retry (``attempt``): then the attempt
+    before the connection broke did it.
+    """
+    try:
+        remove(path)
+        return None
+    except FileNotFoundError:
+        if attempt:
+            return None
+        raise ObjectNotFound(name) from None
+    except OSError as e:
+        if final(e):
+            raise
+        err = e
+    try:
+        return sftp.stat(path), err
+    except FileNotFoundError:
+        raise ObjectNotFound(name) from None
+
+
+def _answer(sftp: Any, num: int, expected: int, what: str) -> Any:
+    """The message answering pipelined request ``num``, which must be of type ``expected``."""
+    t, msg = sftp._read_response(num)
+    if t != expected:
+        raise SFTPError(f"Expected {what}")
+    return msg
+
+
+def _attributes(sftp: Any, num: int) -> Any:
+    """The SFTPAttributes answering a pipelined FSTAT ``num``."""
+    return cast(Any, SFTPAttributes)._from_msg(_answer(sftp, num, CMD_ATTRS, "attributes"))
+
+
+def _first_pieces(sftp: Any, reads: Iterable[tuple[int, int]]) -> tuple[list[bytes], OSError | None]:
+    """The answers to speculative READs ``(request, size)`` up to the first short piece or EOF, and
+    the first error among them (a connection lost is raised).
+
+    After a short piece or EOF later pieces are not contiguous (the caller reads them again), but
+    every answer is still taken off the channel.
+    """
+    pieces = []
+    ended = False
+    error: OSError | None = None
+    for num, n in reads:
+        try:
+            msg = _answer(sftp, num, CMD_DATA, "data")
+            if not ended:
+                piece = msg.get_string()
+                pieces.append(piece)
+                ended = len(piece) < n
+        except EOFError:  # SFTP status EOF: reading at or past the end
+            ended = True
+        except OSError as e:
+            if _is_connection_lost(e):
+                raise
+            ended = True
+            error = error or e
+    return pieces, error
+
+
+def _note_failures(sftp: Any, requests: Iterable[tuple[int, int]], failed: dict[int, OSError]) -> None:
+    """Take the answers to pipelined requests ``(item, request)``; the first error of each item goes
+    into ``failed`` (a connection lost is raised)."""
+    for i, num in requests:
+        try:
+            sftp._read_response(num)
+        except OSError as e:
+            if _is_connection_lost(e):
+                raise
+            failed.setdefault(i, e)
+
+
 def _pieces(sftp: Any, handle: bytes, start: int, length: int, step: int) -> Iterator[bytes]:
     """Read ``length`` bytes from ``start`` of an open handle, with several READs in flight.
 
@@ -1374,11 +1386,9 @@ def _pieces(sftp: Any, handle: bytes, start: int, length: int, step: int) -> Ite
             offset += n
         num, at, n = pending.popleft()
         try:
-            t, msg = sftp._read_response(num)
+            msg = _answer(sftp, num, CMD_DATA, "data")
         except EOFError:
             return
-        if t != CMD_DATA:
-            raise SFTPError("Expected data")
         piece = msg.get_string()
         if not piece:
             return
