@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.servers.moto import MotoS3
+from tests.servers.s3endpoint import created_backend
 from tests.servers.seaweedfs import SeaweedFS
 from unistore.backends.base import CAPABILITIES
 from unistore.backends.s3 import S3Backend
@@ -37,11 +38,8 @@ OTHER_SSE_KEY = base64.b64encode(b"z" * 32).decode()
 
 @pytest.fixture
 def sw_backend(seaweedfs: SeaweedFS) -> Iterator[S3Backend]:
-    be = S3Backend.from_url(seaweedfs.url(seaweedfs.new_bucket(), "cap"))
-    be.create()
-    with be:
+    with created_backend(seaweedfs, "cap") as be:
         yield be
-    be.destroy()
 
 
 @pytest.fixture

@@ -10,18 +10,19 @@ The fixture ``moto_s3`` has the same shape as ``seaweedfs``: ``endpoint``, ``acc
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
+from tests.servers.s3endpoint import S3Endpoint, created_backend
+
 ACCESS_KEY = "motokey"
 SECRET_KEY = "moto-secret-0123456789"
 
 
-class MotoS3:
+class MotoS3(S3Endpoint):
     """A running moto server: endpoint, credentials, and helpers to create buckets and URLs."""
 
     def __init__(self, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY):
@@ -42,40 +43,8 @@ class MotoS3:
         self.endpoint = f"http://{host}:{port}"
 
     def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._close_client()
         self._server.stop()
-
-    def client(self) -> Any:
-        """A boto3 S3 client for this server (for test setup and inspection)."""
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.endpoint,
-                aws_access_key_id=self.access_key,
-                aws_secret_access_key=self.secret_key,
-                region_name="us-east-1",
-                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-            )
-        return self._client
-
-    def new_bucket(self, object_lock: bool = False) -> str:
-        """Create a uniquely named bucket (with object lock enabled if asked) and return its name."""
-        name = f"t-{uuid.uuid4().hex[:20]}"
-        kwargs: dict[str, Any] = {"Bucket": name}
-        if object_lock:
-            kwargs["ObjectLockEnabledForBucket"] = True
-        self.client().create_bucket(**kwargs)
-        return name
-
-    def url(self, bucket: str, prefix: str = "") -> str:
-        """The unistore ``s3:`` URL for ``bucket`` (and ``prefix``) on this server, with credentials."""
-        path = f"{bucket}/{prefix.strip('/')}" if prefix.strip("/") else bucket
-        return f"s3:{self.access_key}:{self.secret_key}@{self.endpoint}/{path}"
 
     def __repr__(self) -> str:
         return f"<MotoS3 {self.endpoint}>"
@@ -102,10 +71,5 @@ def moto_s3() -> Iterator[MotoS3]:
 @pytest.fixture
 def backend_s3_moto(moto_s3: MotoS3) -> Iterator[Any]:
     """A created, opened, empty S3Backend on the session moto server (contract suite entry ``s3_moto``)."""
-    from unistore.backends.s3 import S3Backend
-
-    be = S3Backend.from_url(moto_s3.url(moto_s3.new_bucket(), "store"))
-    be.create()
-    with be:
+    with created_backend(moto_s3, "store") as be:
         yield be
-    be.destroy()

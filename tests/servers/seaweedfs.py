@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers.s3endpoint import S3Endpoint, created_backend
+
 ACCESS_KEY = "unistoretestkey"
 SECRET_KEY = "unistore-test-secret-0123456789"
 GRPC_OFFSET = 10000
@@ -73,7 +75,7 @@ def free_port_pairs(count: int) -> list[int]:
     return ports
 
 
-class SeaweedFS:
+class SeaweedFS(S3Endpoint):
     """A running ``weed mini``: endpoint, credentials, and helpers to create buckets and URLs."""
 
     def __init__(self, workdir: Path, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY):
@@ -184,47 +186,16 @@ class SeaweedFS:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._close_client()
 
-    # ------------------------------------------------------------------ helpers
-    def client(self) -> Any:
-        """A boto3 S3 client for this server (for test setup and inspection)."""
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.endpoint,
-                aws_access_key_id=self.access_key,
-                aws_secret_access_key=self.secret_key,
-                region_name="us-east-1",
-                config=Config(
-                    s3={"addressing_style": "path"},
-                    retries={"max_attempts": 1},
-                    connect_timeout=5,
-                    read_timeout=30,
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                ),
-            )
-        return self._client
-
-    def new_bucket(self, object_lock: bool = False) -> str:
-        """Create a uniquely named bucket (with object lock enabled if asked) and return its name."""
-        name = f"t-{uuid.uuid4().hex[:20]}"
-        kwargs: dict[str, Any] = {"Bucket": name}
-        if object_lock:
-            kwargs["ObjectLockEnabledForBucket"] = True
-        self.client().create_bucket(**kwargs)
-        return name
-
-    def url(self, bucket: str, prefix: str = "") -> str:
-        """The unistore ``s3:`` URL for ``bucket`` (and ``prefix``) on this server, with credentials."""
-        path = f"{bucket}/{prefix.strip('/')}" if prefix.strip("/") else bucket
-        return f"s3:{self.access_key}:{self.secret_key}@{self.endpoint}/{path}"
+    # ------------------------------------------------------------------ client
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "connect_timeout": 5,
+            "read_timeout": 30,
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+        }
 
     def __repr__(self) -> str:
         return f"<SeaweedFS {self.endpoint} pid={self.proc.pid if self.proc else None}>"
@@ -255,10 +226,5 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 @pytest.fixture
 def backend_s3_seaweedfs(seaweedfs: SeaweedFS) -> Iterator[Any]:
     """A created, opened, empty S3Backend on the session SeaweedFS (contract suite entry ``s3_seaweedfs``)."""
-    from unistore.backends.s3 import S3Backend
-
-    be = S3Backend.from_url(seaweedfs.url(seaweedfs.new_bucket(), "store"))
-    be.create()
-    with be:
+    with created_backend(seaweedfs, "store") as be:
         yield be
-    be.destroy()
