@@ -41,6 +41,19 @@ def _site_with_blob_dir(tmp_path: Any) -> dict[int, bytes]:
     return expected
 
 
+def _assert_site_reads_blobs(data_fs: Any, url: str, cache_dir: Any, expected: dict[int, bytes]) -> None:
+    """The FileStorage site ``data_fs`` with its blobs in ``url`` reads every blob as ``expected``."""
+    db = ZODB.DB(S3BlobStorage(FileStorage(str(data_fs)), url, str(cache_dir)))
+    try:
+        conn = db.open()
+        for i, data in expected.items():
+            with conn.root()[i].open() as f:
+                assert f.read() == data
+        conn.close()
+    finally:
+        db.close()
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
     code = main(list(argv))
     out = capsys.readouterr().out
@@ -58,15 +71,7 @@ def test_migrate_from_blob_dir_is_resumable_and_site_reads_blobs(
     code, summary = _run(capsys, "zodb", "migrate", "--json", "--url", dest_url, "--from-blob-dir", f"{tmp_path}/blobs")
     assert code == 0 and summary["skipped"] == 6 and summary["copied"] == 0
     # the site now runs with its blobs in the backend
-    db = ZODB.DB(S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), dest_url, str(tmp_path / "cache")))
-    try:
-        conn = db.open()
-        for i, data in expected.items():
-            with conn.root()[i].open() as f:
-                assert f.read() == data
-        conn.close()
-    finally:
-        db.close()
+    _assert_site_reads_blobs(tmp_path / "Data.fs", dest_url, tmp_path / "cache", expected)
 
 
 def test_migrate_between_backends_and_gc(dest_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,12 +140,4 @@ def test_zodbconvert_carries_blobs_into_the_backend(dest_url: str, tmp_path: Any
     )
     zodbconvert(["zodbconvert", str(config)])
     # read the converted site with an empty cache: every blob comes from the backend
-    db = ZODB.DB(S3BlobStorage(FileStorage(str(tmp_path / "converted.fs")), dest_url, str(tmp_path / "cache2")))
-    try:
-        conn = db.open()
-        for i, data in expected.items():
-            with conn.root()[i].open() as f:
-                assert f.read() == data
-        conn.close()
-    finally:
-        db.close()
+    _assert_site_reads_blobs(tmp_path / "converted.fs", dest_url, tmp_path / "cache2", expected)
