@@ -12,9 +12,32 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ZODB.tests import (
+    BasicStorage,
+    HistoryStorage,
+    IteratorStorage,
+    MTStorage,
+    PackableStorage,
+    RevisionStorage,
+    Synchronization,
+)
+
 from unistore.adapters.zodb import S3BlobStorage
 
 BackendFactory = Callable[[], str]  # returns a fresh, empty backend URL
+
+# ZODB's generic storage test mixins that every base runs (a base adds those for what it supports
+# beyond them: undo, conflict resolution)
+STORAGE_MIXINS: tuple[type, ...] = (
+    BasicStorage.BasicStorage,
+    HistoryStorage.HistoryStorage,
+    IteratorStorage.IteratorStorage,
+    IteratorStorage.ExtendedIteratorStorage,
+    MTStorage.MTStorage,
+    PackableStorage.PackableStorageWithOptionalGC,
+    RevisionStorage.RevisionStorage,
+    Synchronization.SynchronizedStorage,
+)
 
 
 def mapping_base(name: str) -> Any:
@@ -95,6 +118,28 @@ def run_zodb_suite(suite: unittest.TestSuite) -> tuple[int, dict[str, list[str]]
         if layer is not None and hasattr(layer, "tearDown"):
             layer.tearDown()
     return run, failures
+
+
+def check_blob_suite(
+    suite: Callable[[Any], unittest.TestSuite], ours: Any, baseline: Any, min_run: int
+) -> dict[str, list[str]] | None:
+    """Run ``suite(ours)``: at least ``min_run`` tests, none failing. As root (which fails examples of
+    a plain blob storage too) the baseline ``suite(baseline)`` runs as well, and ours may fail only
+    examples the baseline fails in the same run; then the baseline's failures are returned.
+
+    The asserts carry their values: pytest does not rewrite asserts outside test modules.
+    """
+    run, failures = run_zodb_suite(suite(ours))
+    assert run >= min_run, (run, min_run)
+    if os.geteuid() != 0:
+        assert failures == {}, failures
+        return None
+    base_run, base_failures = run_zodb_suite(suite(baseline))
+    assert base_run == run, (base_run, run)
+    for test_id, examples in failures.items():
+        assert test_id in base_failures, (test_id, examples)
+        assert set(examples) <= set(base_failures[test_id]), (test_id, examples, base_failures[test_id])
+    return base_failures
 
 
 def unique(prefix: str = "z") -> str:
