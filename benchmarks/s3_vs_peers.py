@@ -12,7 +12,7 @@ Three comparisons (targets from issue 3):
    settings (>= 1.5x).
 
 Each client runs ``rounds`` times, interleaved with the others (the order rotates every round) so
-that drift in the shared machine hits all of them alike; the best round of each counts. Prints
+that drift in the shared machine hits all of them alike; the median round of each counts (--stat best: the best). Prints
 ops/s (MB/s) and the ratios.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -69,8 +70,13 @@ def timed(func: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
+STAT = "median"  # or "best", set by --stat
+SLICE = 100  # keys per interleaving slice of the small-value phases
+
+
 def best(results: dict[str, list[float]], key: str) -> float:
-    return max(results[key])
+    """The round figure that counts: the median of the rounds (default) or the best one."""
+    return max(results[key]) if STAT == "best" else statistics.median(results[key])
 
 
 def small_values(sw: SeaweedFS, count: int, rounds: int) -> dict[str, list[float]]:
@@ -85,33 +91,32 @@ def small_values(sw: SeaweedFS, count: int, rounds: int) -> dict[str, list[float
     value = os.urandom(4096)
     keys = [f"{i:08x}" for i in range(count)]
     res: dict[str, list[float]] = {}
-
-    def add(name: str, seconds: float, n: int = count) -> None:
-        res.setdefault(name, []).append(n / seconds)
-
-    def boto3_one() -> None:
-        add("boto3 put", timed(lambda: [client.put_object(Bucket=bucket, Key=f"boto3/{k}", Body=value) for k in keys]))
-        add(
-            "boto3 get",
-            timed(lambda: [client.get_object(Bucket=bucket, Key=f"boto3/{k}")["Body"].read() for k in keys]),
-        )
-
-    def obstore_one() -> None:
-        add("obstore put", timed(lambda: [obstore.put(store, f"obstore/{k}", value) for k in keys]))
-        add("obstore get", timed(lambda: [obstore.get(store, f"obstore/{k}").bytes() for k in keys]))
-
-    def unistore_one() -> None:
-        add("unistore store", timed(lambda: [be.store(f"one/{k}", value) for k in keys]))
-        add("unistore load", timed(lambda: [be.load(f"one/{k}") for k in keys]))
-
-    def unistore_bulk() -> None:
-        add("unistore store_many", timed(lambda: be.store_many((f"bulk/{k}", value) for k in keys)))
-        add("unistore load_many", timed(lambda: sum(len(v) for _, v in be.load_many(f"bulk/{k}" for k in keys))))
-
-    clients = [boto3_one, obstore_one, unistore_one, unistore_bulk]
+    # each phase runs the clients interleaved in slices of SLICE keys, the order rotating per slice, so
+    # that drift of the shared machine (and of the server) hits every client alike
+    puts: dict[str, Callable[[list[str]], object]] = {
+        "boto3 put": lambda ks: [client.put_object(Bucket=bucket, Key=f"boto3/{k}", Body=value) for k in ks],
+        "obstore put": lambda ks: [obstore.put(store, f"obstore/{k}", value) for k in ks],
+        "unistore store": lambda ks: [be.store(f"one/{k}", value) for k in ks],
+        "unistore store_many": lambda ks: be.store_many((f"bulk/{k}", value) for k in ks),
+    }
+    gets: dict[str, Callable[[list[str]], object]] = {
+        "boto3 get": lambda ks: [client.get_object(Bucket=bucket, Key=f"boto3/{k}")["Body"].read() for k in ks],
+        "obstore get": lambda ks: [obstore.get(store, f"obstore/{k}").bytes() for k in ks],
+        "unistore load": lambda ks: [be.load(f"one/{k}") for k in ks],
+        "unistore load_many": lambda ks: sum(len(v) for _, v in be.load_many(f"bulk/{k}" for k in ks)),
+    }
+    slices = [keys[i : i + SLICE] for i in range(0, count, SLICE)]
     for r in range(rounds):
-        for run in clients[r % len(clients) :] + clients[: r % len(clients)]:  # rotate the order per round
-            run()
+        for phase in (puts, gets):
+            spent = dict.fromkeys(phase, 0.0)
+            names = list(phase)
+            for j, ks in enumerate(slices):
+                shift = (r + j) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    op = phase[name]
+                    spent[name] += timed(lambda op=op, ks=ks: op(ks))
+            for name, seconds in spent.items():
+                res.setdefault(name, []).append(count / seconds)
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in res.items()), flush=True)
     assert be.load(f"one/{keys[-1]}") == value and be.load(f"bulk/{keys[0]}") == value
     be.close()
@@ -188,16 +193,28 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--big-mib", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--stat", choices=("median", "best"), default="median", help="which round figure counts")
+    ap.add_argument(
+        "--dir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="where the server's data and the 256 MiB files live (default tmpfs, so no local disk is measured)",
+    )
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="unistore-bench-") as tmp, start_seaweedfs() as sw:
+    global STAT
+    STAT = args.stat
+    with (
+        tempfile.TemporaryDirectory(prefix="unistore-bench-", dir=args.dir) as tmp,
+        tempfile.TemporaryDirectory(prefix="unistore-bench-weed-", dir=args.dir) as weed_dir,
+        start_seaweedfs(weed_dir) as sw,
+    ):
         print(f"SeaweedFS at {sw.endpoint}; {args.count} x 4 KiB, {args.rounds} rounds", flush=True)
         small = small_values(sw, args.count, args.rounds)
         print(f"one {args.big_mib} MiB value, {args.rounds} rounds", flush=True)
         big = big_value(sw, args.big_mib, args.rounds, tmp)
-    print("\nbest round (ops/s):")
+    print(f"\n{STAT} round (ops/s):")
     for k in small:
         print(f"  {k:<24} {best(small, k):8.0f}")
-    print("best round (MB/s):")
+    print(f"{STAT} round (MB/s):")
     for k in big:
         print(f"  {k:<24} {best(big, k):8.1f}")
     print("\nratios:")
