@@ -148,9 +148,15 @@ def big_value(sw: SeaweedFS, size_mib: int, rounds: int, tmp: str) -> dict[str, 
             assert os.path.getsize(dst) == size
             os.unlink(dst)
 
+    # uploads and downloads are separate phases: a download must not share the server with the
+    # clean-up of an object another client has just overwritten. Each client uploads to its own key;
+    # every client downloads the same object.
+    src_key = "unistore/source"  # the unistore backend (prefix "unistore") calls it "source"
+    client.upload_file(src, bucket, src_key)
+
     def obstore_get() -> None:
         with open(dst, "wb") as f:
-            for chunk in obstore.get(store, "big").stream():
+            for chunk in obstore.get(store, src_key).stream():
                 f.write(chunk)
 
     def unistore_store() -> None:
@@ -159,25 +165,24 @@ def big_value(sw: SeaweedFS, size_mib: int, rounds: int, tmp: str) -> dict[str, 
 
     def unistore_load() -> None:
         with open(dst, "wb") as f:
-            be.load_file("big", f)
+            be.load_file("source", f)
 
-    def boto3_pair() -> None:
-        add("boto3 upload_file", timed(lambda: client.upload_file(src, bucket, "big", Config=TransferConfig())))
-        add("boto3 download_file", timed(lambda: client.download_file(bucket, "big", dst, Config=TransferConfig())))
-
-    def obstore_pair() -> None:
-        add("obstore put", timed(lambda: obstore.put(store, "big", Path(src))))
-        add("obstore get", timed(obstore_get))
-
-    def unistore_pair() -> None:
-        add("unistore store_file", timed(unistore_store))
-        add("unistore load_file", timed(unistore_load))
-
-    clients = [boto3_pair, obstore_pair, unistore_pair]
-    for r in range(rounds):
-        for run in clients[r % len(clients) :] + clients[: r % len(clients)]:  # rotate the order per round
-            run()
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f} MB/s" for k, v in res.items()), flush=True)
+    uploads: dict[str, Callable[[], object]] = {
+        "boto3 upload_file": lambda: client.upload_file(src, bucket, "boto3-big", Config=TransferConfig()),
+        "obstore put": lambda: obstore.put(store, "obstore-big", Path(src)),
+        "unistore store_file": unistore_store,
+    }
+    downloads: dict[str, Callable[[], object]] = {
+        "boto3 download_file": lambda: client.download_file(bucket, src_key, dst, Config=TransferConfig()),
+        "obstore get": obstore_get,
+        "unistore load_file": unistore_load,
+    }
+    for phase in (uploads, downloads):
+        names = list(phase)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order per round
+                add(name, timed(phase[name]))
+            print(f"  round {r + 1}: " + ", ".join(f"{k} {res[k][-1]:.0f} MB/s" for k in names), flush=True)
     be.close()
     return res
 
