@@ -17,6 +17,7 @@ import builtins
 import hashlib
 import io
 import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -200,7 +201,7 @@ class Backend(ABC):
 
     def copy(self, src: str, dst: str) -> None:
         """Copy item ``src`` to ``dst``; server-side where the backend supports SERVER_SIDE_COPY."""
-        with _SpooledCopy() as tmp:
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as tmp:  # in memory up to 16 MiB
             self.load_file(src, tmp)
             tmp.seek(0)
             self.store_file(dst, tmp)
@@ -330,19 +331,6 @@ class _HashSink:
     def write(self, data: bytes) -> int:
         self.h.update(data)
         return len(data)
-
-
-class _SpooledCopy:
-    """A temp file that stays in memory up to 16 MiB, for the generic copy fallback."""
-
-    def __enter__(self) -> IO[bytes]:
-        import tempfile
-
-        self.f = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
-        return self.f  # type: ignore[return-value]
-
-    def __exit__(self, *exc: object) -> None:
-        self.f.close()
 
 
 def ordered_map(pool: ThreadPoolExecutor, func: Any, items: Iterable[Any], window: int) -> Iterator[Any]:

@@ -424,14 +424,17 @@ class PosixFS(Backend):
         entries.sort(key=lambda e: e.name)
         return entries
 
-    def list(self, name: str) -> Iterator[ItemInfo]:
+    def _listable_dir(self, name: str) -> None:
+        """Checks before listing directory ``name``: open, valid, no links on the way, ``l`` granted."""
         self._check_open()
         check_name(name, allow_root=True)
         if name and name not in self._safe_dirs:
             self._verify_dirs(name)
         self._check_permission(name, "l")
-        entries = self._scan(name)
-        return self._infos(entries)
+
+    def list(self, name: str) -> Iterator[ItemInfo]:
+        self._listable_dir(name)
+        return self._infos(self._scan(name))
 
     @staticmethod
     def _infos(entries: builtins.list[os.DirEntry[str]]) -> Iterator[ItemInfo]:
@@ -443,11 +446,7 @@ class PosixFS(Backend):
             yield ItemInfo(e.name, True, st.st_size, stat.S_ISDIR(st.st_mode), st.st_atime, st.st_mtime)
 
     def list_recursive(self, name: str) -> Iterator[ItemInfo]:
-        self._check_open()
-        check_name(name, allow_root=True)
-        if name and name not in self._safe_dirs:
-            self._verify_dirs(name)
-        self._check_permission(name, "l")
+        self._listable_dir(name)
         return self._walk(name, "")
 
     def _walk(self, name: str, rel: str) -> Iterator[ItemInfo]:

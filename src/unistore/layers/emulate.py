@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
 from ..backends.base import Backend, ItemInfo, Value, as_bytes_view
@@ -128,11 +128,11 @@ class EmulateLayer(Layer):
         return n
 
     # bulk operations go item by item through this layer, so each item pays its own cost
-    def store_many(self, items):  # type: ignore[no-untyped-def]
+    def store_many(self, items: Iterable[tuple[str, Value]] | Mapping[str, Value]) -> None:
         Backend.store_many(self, items)
 
-    def load_many(self, names):  # type: ignore[no-untyped-def]
+    def load_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         return Backend.load_many(self, names)
 
-    def delete_many(self, names, *, missing_ok=False):  # type: ignore[no-untyped-def]
+    def delete_many(self, names: Iterable[str], *, missing_ok: bool = False) -> int:
         return Backend.delete_many(self, names, missing_ok=missing_ok)

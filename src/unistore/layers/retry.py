@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import IO, TypeVar
 
 from ..backends.base import Backend, ItemInfo, Value
@@ -118,14 +119,8 @@ class RetryLayer(Layer):
     def _retry_iter(self, op: str, start: Callable[[], Iterator[ItemInfo]]) -> Iterator[ItemInfo]:
         def first(_: int) -> tuple[Iterator[ItemInfo], list[ItemInfo]]:
             it = iter(start())
-            return it, [item for item in _take1(it)]
+            return it, list(islice(it, 1))
 
         it, head = self._call(op, first)
         yield from head
         yield from it
-
-
-def _take1(it: Iterator[ItemInfo]) -> Iterator[ItemInfo]:
-    for item in it:
-        yield item
-        return
