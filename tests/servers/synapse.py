@@ -68,6 +68,7 @@ class Synapse:
     def write_config(self) -> None:
         from signedjson.key import generate_signing_key, write_signing_keys
 
+        self.workdir.mkdir(parents=True, exist_ok=True)
         key_path = self.workdir / "signing.key"
         if not key_path.exists():
             with open(key_path, "w") as f:
