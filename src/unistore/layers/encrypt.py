@@ -93,14 +93,32 @@ class _Sealer:
 
     def seal(self, index: int, chunk: bytes | memoryview, final: bool) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + self.aead.encrypt(nonce, bytes(chunk), self._aad(index, final))
+        return nonce + self.aead.encrypt(nonce, chunk, self._aad(index, final))
+
+    def seal_into(self, index: int, chunk: memoryview, final: bool, out: memoryview) -> None:
+        """Encrypt one chunk into ``out`` (nonce, ciphertext, tag: ``len(chunk) + OVERHEAD`` bytes)."""
+        nonce = os.urandom(NONCE_SIZE)
+        out[:NONCE_SIZE] = nonce
+        self.aead.encrypt_into(nonce, chunk, self._aad(index, final), out[NONCE_SIZE:])
 
     def open(self, index: int, frame: bytes | memoryview, final: bool) -> bytes:
         if len(frame) < OVERHEAD:
             raise IntegrityError(f"{self.name}: chunk {index} is truncated")
-        frame = bytes(frame)
+        view = memoryview(frame)
         try:
-            return self.aead.decrypt(frame[:NONCE_SIZE], frame[NONCE_SIZE:], self._aad(index, final))
+            return self.aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], self._aad(index, final))
+        except InvalidTag:
+            raise IntegrityError(
+                f"{self.name}: chunk {index} failed authentication (damaged, truncated, moved from another name, "
+                "or encrypted with another key)"
+            ) from None
+
+    def open_into(self, index: int, frame: memoryview, final: bool, out: memoryview) -> None:
+        """Decrypt one frame into ``out`` (exactly its plaintext length): no allocation per chunk."""
+        if len(frame) < OVERHEAD:
+            raise IntegrityError(f"{self.name}: chunk {index} is truncated")
+        try:
+            self.aead.decrypt_into(frame[:NONCE_SIZE], frame[NONCE_SIZE:], self._aad(index, final), out)
         except InvalidTag:
             raise IntegrityError(
                 f"{self.name}: chunk {index} failed authentication (damaged, truncated, moved from another name, "
@@ -251,10 +269,14 @@ class EncryptLayer(Layer):
         view = memoryview(value).cast("B")
         sealer = self._sealer(name)
         n = chunk_count(len(view))
-        parts = [self._header]
+        out = bytearray(stored_size(len(view)))
+        target = memoryview(out)
+        target[:HEADER_SIZE] = self._header
         for i in range(n):
-            parts.append(sealer.seal(i, view[i * CHUNK : (i + 1) * CHUNK], i == n - 1))
-        return b"".join(parts)
+            chunk = view[i * CHUNK : (i + 1) * CHUNK]
+            start = HEADER_SIZE + i * FRAME
+            sealer.seal_into(i, chunk, i == n - 1, target[start : start + len(chunk) + OVERHEAD])
+        return bytes(out)
 
     def _decrypt(self, name: str, blob: bytes) -> bytes:
         sealer = self._reader(name, blob[:HEADER_SIZE])
@@ -262,7 +284,13 @@ class EncryptLayer(Layer):
         if plain_size(len(blob)) is None:
             raise IntegrityError(f"{name}: stored value has an impossible size (truncated?)")
         n = -(-len(body) // FRAME)
-        return b"".join(sealer.open(i, body[i * FRAME : (i + 1) * FRAME], i == n - 1) for i in range(n))
+        total = plain_size(len(blob)) or 0
+        out = bytearray(total)
+        view = memoryview(out)
+        for i in range(n):
+            frame = body[i * FRAME : (i + 1) * FRAME]
+            sealer.open_into(i, frame, i == n - 1, view[i * CHUNK : i * CHUNK + len(frame) - OVERHEAD])
+        return bytes(out)
 
     def _plain_info(self, info: ItemInfo) -> ItemInfo:
         if not info.exists or info.directory:
