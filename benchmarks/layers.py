@@ -123,7 +123,8 @@ def main() -> None:
         pieces = [text[i : i + (1 << 20)] for i in range(0, len(text), 1 << 20)]
         for level in (3, 9):
             res = {}
-            for label, make in (("plain", lambda p: p), (f"zstd:{level}", lambda p, lv=level: CompressLayer(p, level=lv))):
+            makers = (("plain", lambda p: p), (f"zstd:{level}", lambda p, lv=level: CompressLayer(p, level=lv)))
+            for label, make in makers:
                 path = os.path.join(base, f"z{label}")
                 plain = PosixFS(path)
                 plain.create()
