@@ -18,6 +18,7 @@ and the objects of the providers before it, and checks in the homeserver's log w
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -31,7 +32,6 @@ import pytest
 from tests.servers.seaweedfs import SeaweedFS
 from tests.servers.sshd import SFTPServer
 from tests.servers.synapse import SERVER_NAME, Synapse, start_synapse
-
 
 OURS = "unistore.adapters.synapse.S3StorageProviderBackend"
 UPSTREAM = "s3_storage_provider.S3StorageProviderBackend"
@@ -77,7 +77,8 @@ class Env:
 
     def served_by(self, key: str, bucket_or_url: str) -> bool:
         return any(
-            f"fetching {key} from S3StorageProviderBackend[{bucket_or_url}" in line for line in self.hs.log_text().splitlines()
+            f"fetching {key} from S3StorageProviderBackend[{bucket_or_url}" in line
+            for line in self.hs.log_text().splitlines()
         )
 
 
@@ -103,7 +104,9 @@ def env(seaweedfs: SeaweedFS, sshd: SFTPServer, tmp_path_factory: pytest.TempPat
     sftp_options = sshd.options()
     SFTPBackend.from_url(sftp_url, **sftp_options).create()
     # something for auto-restore to bring back at start-up
-    seaweedfs.client().put_object(Bucket=buckets["R"], Key=PREFIX + "local_content/rs/tu/pstartup", Body=b"restored at start-up")
+    seaweedfs.client().put_object(
+        Bucket=buckets["R"], Key=PREFIX + "local_content/rs/tu/pstartup", Body=b"restored at start-up"
+    )
 
     def s3(bucket: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -262,9 +265,7 @@ def test_auto_restore_at_startup_and_on_the_interval(env: Env) -> None:
     store = env.hs.media_store
     assert _wait_for(store / "local_content/rs/tu/pstartup") == b"restored at start-up"
     body = os.urandom(5000)
-    env.sw.client().put_object(
-        Bucket=env.buckets["R"], Key=PREFIX + "remote_content/example.org/ab/cd/efgh", Body=body
-    )
+    env.sw.client().put_object(Bucket=env.buckets["R"], Key=PREFIX + "remote_content/example.org/ab/cd/efgh", Body=body)
     restored = store / "remote_content/example.org/ab/cd/efgh"
     assert _wait_for(restored) == body
     os.unlink(restored)
@@ -272,3 +273,53 @@ def test_auto_restore_at_startup_and_on_the_interval(env: Env) -> None:
     assert "auto-restore: 1 of 1 missing files restored" in env.hs.log_text()
     leftovers = [p for p in restored.parent.iterdir() if "unistore-restore" in p.name]
     assert leftovers == []
+
+
+def test_upload_tool_on_the_homeservers_sqlite_database(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`unistore synapse update` + `upload --url ... --delete` on a copy of the live homeserver's SQLite database."""
+    import argparse
+    import shutil
+    import sqlite3
+
+    from unistore.adapters.synapse.cli import register
+    from unistore.backends.posixfs import PosixFS
+
+    env.hs.upload(os.urandom(3000))  # at least one media
+    with sqlite3.connect(env.hs.database) as src, sqlite3.connect(tmp_path / "homeserver.db") as dst:
+        src.backup(dst)
+    shutil.copytree(env.hs.media_store, tmp_path / "media_store")
+    (tmp_path / "homeserver.yaml").write_text("database:\n  name: sqlite3\n  args:\n    database: homeserver.db\n")
+    with sqlite3.connect(tmp_path / "homeserver.db") as db:
+        media_ids = [r[0] for r in db.execute("SELECT media_id FROM local_media_repository WHERE url_cache IS NULL")]
+    local = {
+        rel: (tmp_path / "media_store" / rel).read_bytes()
+        for media_id in media_ids
+        for rel in Synapse.local_files(env.hs, media_id)  # the live store's names, read from the copy
+        if (tmp_path / "media_store" / rel).exists()
+    }
+    assert local
+    dest = tmp_path / "offloaded"
+    PosixFS(str(dest)).create()
+
+    parser = argparse.ArgumentParser(prog="unistore")
+    register(parser.add_subparsers(dest="command"))
+
+    def cli(*argv: str) -> str:
+        args = parser.parse_args(["synapse", "--no-progress", *argv])
+        assert args.func(args) == 0
+        return capsys.readouterr().out
+
+    monkeypatch.chdir(tmp_path)
+    out = cli("update", "media_store", "0s")
+    assert f"Synced {len(media_ids)} new rows" in out
+    out = cli("upload", "media_store", "--url", f"file://{dest}", "--prefix", "media/", "--delete", "--json")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["uploaded_files"] == summary["deleted_files"] == len(local)
+    for rel, data in local.items():
+        assert (dest / "media" / rel).read_bytes() == data
+        assert not (tmp_path / "media_store" / rel).exists()
+    assert (tmp_path / "media_store/local_content/rs/tu/pstartup").exists()  # not Synapse's: left alone
+    with sqlite3.connect(tmp_path / "cache.db") as cache:
+        assert cache.execute("SELECT count(*) FROM media WHERE NOT known_deleted").fetchone()[0] == 0

@@ -78,9 +78,13 @@ def synapse_pg(postgres: PostgreSQL, tmp_path: Path) -> dict[str, Any]:
                 (media_id, old, None),
             )
         # left out by update-db: a URL preview and media accessed today
-        cur.execute("INSERT INTO local_media_repository (media_id, created_ts, url_cache) VALUES ('urlc', %s, 'x')", (old,))
-        cur.execute("INSERT INTO local_media_repository (media_id, created_ts, last_access_ts) VALUES ('fresh', %s, %s)",
-                    (old, new))  # fmt: skip
+        cur.execute(
+            "INSERT INTO local_media_repository (media_id, created_ts, url_cache) VALUES ('urlc', %s, 'x')", (old,)
+        )
+        cur.execute(
+            "INSERT INTO local_media_repository (media_id, created_ts, last_access_ts) VALUES ('fresh', %s, %s)",
+            (old, new),
+        )
         for origin, media_id, fs_id, _ in remote:
             cur.execute(
                 "INSERT INTO remote_media_cache (media_origin, media_id, filesystem_id, created_ts, last_access_ts)"
@@ -93,7 +97,9 @@ def synapse_pg(postgres: PostgreSQL, tmp_path: Path) -> dict[str, Any]:
     base = tmp_path / "media_store"
     files = _media_store(base, local + remote)
     (work / "database.yaml").write_text(
-        yaml.safe_dump({"postgres": {"dbname": dbname, "user": postgres.user, "host": postgres.host, "port": postgres.port}})
+        yaml.safe_dump(
+            {"postgres": {"dbname": dbname, "user": postgres.user, "host": postgres.host, "port": postgres.port}}
+        )
     )
     return {"work": work, "base": base, "files": files, "rows": local + remote}
 
@@ -108,7 +114,9 @@ def test_upload_tool_postgres_to_seaweedfs(synapse_pg: dict[str, Any], seaweedfs
 
     # media whose files are all gone locally are marked deleted
     gone = synapse_pg["rows"][0]
-    gone_rels = [r for r in files if r.startswith((content_path("", gone[2], "local"), thumbnail_dir("", gone[2], "local")))]
+    gone_rels = [
+        r for r in files if r.startswith((content_path("", gone[2], "local"), thumbnail_dir("", gone[2], "local")))
+    ]
     assert len(gone_rels) == 3
     for rel in gone_rels:
         os.unlink(base / rel)
@@ -131,12 +139,26 @@ def test_upload_tool_postgres_to_seaweedfs(synapse_pg: dict[str, Any], seaweedfs
     for rel in done_before:
         s3.put_object(Bucket=bucket, Key="media/" + rel, Body=files[rel])
     s3.put_object(Bucket=bucket, Key="media/" + rels[20], Body=files[rels[20]][:-1])
-    creds = {"AWS_ACCESS_KEY_ID": seaweedfs.access_key, "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
-             "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    creds = {
+        "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     res = run_tool(
-        work, "upload", str(base), bucket, "--prefix", "media/", "--endpoint-url", seaweedfs.endpoint,
-        "--delete", "--concurrency", "8", "--json", env=creds,
-    )  # fmt: skip
+        work,
+        "upload",
+        str(base),
+        bucket,
+        "--prefix",
+        "media/",
+        "--endpoint-url",
+        seaweedfs.endpoint,
+        "--delete",
+        "--concurrency",
+        "8",
+        "--json",
+        env=creds,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["skipped_files"] == 20
@@ -149,8 +171,18 @@ def test_upload_tool_postgres_to_seaweedfs(synapse_pg: dict[str, Any], seaweedfs
     assert not any(p.is_file() for p in base.rglob("*"))  # empty directories went too
     assert base.exists()
     # everything is known deleted: a second run has nothing to do
-    res = run_tool(work, "upload", str(base), bucket, "--prefix", "media/", "--endpoint-url", seaweedfs.endpoint,
-                   "--json", env=creds)  # fmt: skip
+    res = run_tool(
+        work,
+        "upload",
+        str(base),
+        bucket,
+        "--prefix",
+        "media/",
+        "--endpoint-url",
+        seaweedfs.endpoint,
+        "--json",
+        env=creds,
+    )
     assert json.loads(res.stdout.strip().splitlines()[-1])["media"] == 0
 
 
@@ -163,3 +195,41 @@ def test_upload_tool_refuses_bad_input(tmp_path: Path) -> None:
     assert res.returncode == 2 and "duration must end in" in res.stderr
     res = run_tool(tmp_path, "update-db", "1d", "--homeserver-config-path", str(tmp_path / "nope.yaml"))
     assert res.returncode == 2 and "Could not find" in res.stderr
+
+
+def test_upload_keeps_local_files_until_stored_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed uploads delete nothing and mark nothing; the next run does the rest."""
+    import sqlite3
+
+    from unistore.adapters.synapse.upload import SCHEMA, run_upload
+    from unistore.backends.posixfs import PosixFS
+    from unistore.layers.chaos import ChaosLayer
+
+    rows = [("", f"m{i:03d}abcdefgh", f"m{i:03d}abcdefgh", "local") for i in range(30)]
+    base = tmp_path / "media_store"
+    files = _media_store(base, rows)
+    monkeypatch.chdir(tmp_path)
+    cache = sqlite3.connect("cache.db")
+    cache.executescript(SCHEMA)
+    with cache:
+        cache.executemany("INSERT INTO media VALUES (?, ?, ?, ?, 0)", rows)
+    dest = PosixFS(str(tmp_path / "dest"))
+    dest.create()
+    with ChaosLayer(dest, error_rate=0.5, operations={"store_file"}, seed=7) as flaky:
+        first = run_upload(flaky, cache, str(base), "p/", delete=True, concurrency=4, progress=False)
+    assert 0 < first.failed_files < len(files)
+    assert first.deleted_files == len(files) - first.failed_files
+    with dest:
+        for rel, data in files.items():
+            stored = tmp_path / "dest" / "p" / rel
+            assert (base / rel).exists() != stored.exists()  # each file is in exactly one place
+            if stored.exists():
+                assert stored.read_bytes() == data
+        pending = cache.execute("SELECT count(*) FROM media WHERE NOT known_deleted").fetchone()[0]
+        assert 0 < pending < len(rows)  # media with a failed file stay pending, the others are done
+        second = run_upload(dest, cache, str(base), "p/", delete=True, concurrency=4, progress=False)
+    assert second.failed_files == 0
+    assert second.uploaded_files == first.failed_files  # only what failed is sent again
+    assert second.media == pending
+    assert not any(p.is_file() for p in base.rglob("*"))
+    assert cache.execute("SELECT count(*) FROM media WHERE NOT known_deleted").fetchone()[0] == 0

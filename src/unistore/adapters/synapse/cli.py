@@ -24,5 +24,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         return 0
 
     parser.set_defaults(func=func)
-
-

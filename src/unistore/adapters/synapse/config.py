@@ -65,7 +65,11 @@ OTHER_KEYS = (
     "store_synchronous",
 )
 KNOWN_KEYS = S3_KEYS + OTHER_KEYS
-_EXTRA_ARGS = {"StorageClass": "storage_class", "SSECustomerKey": "sse_customer_key", "SSECustomerAlgorithm": "sse_customer_algo"}
+_EXTRA_ARGS = {
+    "StorageClass": "storage_class",
+    "SSECustomerKey": "sse_customer_key",
+    "SSECustomerAlgorithm": "sse_customer_algo",
+}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -229,17 +233,19 @@ def _s3_options(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     storage_class = merged.get("storage_class")
     if storage_class is not None:
         if storage_class not in STORAGE_CLASSES:
-            raise ProviderConfigError("storage_class", f"must be one of {', '.join(STORAGE_CLASSES)}, not {storage_class!r}")
+            raise ProviderConfigError(
+                "storage_class", f"must be one of {', '.join(STORAGE_CLASSES)}, not {storage_class!r}"
+            )
         if storage_class != "STANDARD":  # STANDARD is every bucket's default: no need to send it
             options["storage_class"] = storage_class
-    key = merged.get("sse_customer_key")
+    sse_key = merged.get("sse_customer_key")
     algo = merged.get("sse_customer_algo", "AES256")
     if algo != "AES256":
         raise ProviderConfigError("sse_customer_algo", f"must be AES256 (the only SSE-C algorithm), not {algo!r}")
-    if key is not None:
-        if not isinstance(key, str) or not key:
+    if sse_key is not None:
+        if not isinstance(sse_key, str) or not sse_key:
             raise ProviderConfigError("sse_customer_key", "must be a non-empty string")
-        options["sse_customer_key"] = key
+        options["sse_customer_key"] = sse_key
     modes = {}
     for k in ("request_checksum_calculation", "response_checksum_validation"):
         if k in config:
@@ -269,7 +275,9 @@ def parse_config(config: Mapping[str, Any] | None) -> ProviderConfig:
     if url is not None:
         s3_given = [k for k in S3_KEYS if k in config]
         if s3_given and not url.lower().startswith(("s3:", "b2:")):
-            raise ProviderConfigError(s3_given[0], "is an S3 setting; with a non-S3 url give backend options in backend_options")
+            raise ProviderConfigError(
+                s3_given[0], "is an S3 setting; with a non-S3 url give backend options in backend_options"
+            )
         if "bucket" in config:
             raise ProviderConfigError("bucket", "give either url or bucket, not both")
         if s3_given or "extra_args" in config:
@@ -305,7 +313,9 @@ def parse_config(config: Mapping[str, Any] | None) -> ProviderConfig:
         options["max_pool_connections"] = connections
         options["workers"] = 4  # parallel parts of one large upload or download
     elif "max_pool_connections" in config:
-        raise ProviderConfigError("max_pool_connections", f"applies to S3 only; {scheme}: backends size their own pools")
+        raise ProviderConfigError(
+            "max_pool_connections", f"applies to S3 only; {scheme}: backends size their own pools"
+        )
 
     backend_options = config.get("backend_options") or {}
     if not isinstance(backend_options, Mapping):
@@ -357,7 +367,9 @@ def build_backend(config: ProviderConfig) -> Backend:
     try:
         return open_backend(config.url, **config.options)
     except TypeError as e:
-        raise ProviderConfigError("backend_options", f"not accepted by the {config.url.split(':')[0]} backend: {e}") from None
+        raise ProviderConfigError(
+            "backend_options", f"not accepted by the {config.url.split(':')[0]} backend: {e}"
+        ) from None
     except UnistoreError as e:
         message = redact(str(e))
         key = next((k for hint, k in _OPTION_KEYS if hint in message.lower()), "url")

@@ -136,15 +136,15 @@ class S3StorageProviderBackend(StorageProvider):
         except defer.TimeoutError:
             abandoned.set()
             log.warning("fetch %s: no answer from %s within %.0fs", key, self, self.config.timeout)
-            raise BackendConnectionError(f"{key}: no answer from the media backend within {self.config.timeout:.0f}s")
+            raise BackendConnectionError(
+                f"{key}: no answer from the media backend within {self.config.timeout:.0f}s"
+            ) from None
         if opened is None:
             log.info("media %s not found in %s", key, self)
             return None
         reader, first = opened
         log.info("fetching %s from %s", key, self)
-        return BackendResponder(
-            self._reactor, self._pool, reader, first, name=key, timeout=self.config.timeout
-        )
+        return BackendResponder(self._reactor, self._pool, reader, first, name=key, timeout=self.config.timeout)
 
     def _open(self, key: str, abandoned: threading.Event) -> tuple[BinaryIO, bytes] | None:
         """On the pool: open a reader of ``key`` and read its first chunk (so errors come before headers)."""

@@ -21,7 +21,6 @@ from typing import Any, BinaryIO
 from synapse.logging.context import PreserveLoggingContext, make_deferred_yieldable
 from synapse.media._base import Responder
 from twisted.internet import defer, threads
-from twisted.internet.interfaces import IConsumer, IDelayedCall
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -62,18 +61,18 @@ class BackendResponder(Responder):
         self._timeout = timeout
         self._resume_timeout = resume_timeout
         self._chunk_size = chunk_size
-        self._consumer: IConsumer | None = None
+        self._consumer: Any = None
         self._deferred: defer.Deferred[None] = defer.Deferred()
         self._paused = threading.Event()  # set: the consumer asked us to pause
         self._stop = threading.Event()  # set: no more reading, ever
         self._running = False  # a batch is on the pool (reactor thread only)
-        self._watchdog: IDelayedCall | None = None
-        self._resume_timer: IDelayedCall | None = None
+        self._watchdog: Any = None
+        self._resume_timer: Any = None
         self._closed = False
         self.bytes_sent = 0
 
     # ------------------------------------------------------------------ Responder
-    def write_to_consumer(self, consumer: IConsumer) -> defer.Deferred[None]:
+    def write_to_consumer(self, consumer: Any) -> defer.Deferred[None]:  # an IConsumer
         self._consumer = consumer
         consumer.registerProducer(self, True)
         if self._first:
@@ -178,7 +177,9 @@ class BackendResponder(Responder):
 
     def _resume_timed_out(self) -> None:
         self._resume_timer = None
-        self._fail(Failure(BackendTimeout(f"{self._name}: the client did not resume within {self._resume_timeout:.0f}s")))
+        self._fail(
+            Failure(BackendTimeout(f"{self._name}: the client did not resume within {self._resume_timeout:.0f}s"))
+        )
         self._close_reader()
 
     def _finish(self) -> None:

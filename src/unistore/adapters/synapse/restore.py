@@ -118,7 +118,9 @@ class Restorer:
                 if self.stopping.is_set():
                     break
                 batch = chosen[start : start + self.batch_size]
-                for (path, _), result in zip(batch, pool.map(lambda c: self._restore_one(backend, *c), batch), strict=True):
+                for (path, _), result in zip(
+                    batch, pool.map(lambda c: self._restore_one(backend, *c), batch), strict=True
+                ):
                     if isinstance(result, int):
                         counts.restored += 1 if result >= 0 else 0
                         counts.restored_bytes += max(result, 0)

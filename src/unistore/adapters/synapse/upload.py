@@ -307,20 +307,15 @@ def _md5(path: str) -> str:
 
 
 def _stored_matches(backend: Backend, key: str, local_path: str, size: int, check_checksum: bool) -> bool:
-    """True if ``key`` is stored with ``size`` bytes (and, when asked and reported, the local file's MD5)."""
-    meta = backend.stat(key) if hasattr(backend, "stat") else None
-    if meta is None:
-        info = backend.info(key)
-        return info.exists and not info.directory and info.size == size
+    """True if ``key`` is stored with ``size`` bytes (and, when asked and reported, the local file's MD5).
+
+    Raises ObjectNotFound if nothing is stored at ``key``.
+    """
+    meta = backend.stat(key)
     if meta.size != size:
         return False
-    if check_checksum:
-        md5 = meta.checksums.get("md5")
-        if md5 is None and meta.etag and len(meta.etag) == 32 and "-" not in meta.etag:
-            md5 = meta.etag  # a single-part S3 upload's ETag is the content's MD5 (without SSE-C/KMS)
-        if md5 is not None and md5.lower() != _md5(local_path):
-            return False
-    return True
+    md5 = meta.checksums.get("md5") if check_checksum else None  # the backend reports it only where it is the content's
+    return md5 is None or md5.lower() == _md5(local_path)
 
 
 class Uploader:
@@ -454,22 +449,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Outputs all file and directory paths in the local cache that we may not have deleted. "
         "check-deleted should be run first to update cache.",
     )
-    p.add_argument("out", type=argparse.FileType("w", encoding="UTF-8"), default="-", nargs="?",
-                   help="File to output list to, or '-' for stdout")  # fmt: skip
+    p.add_argument(
+        "out",
+        type=argparse.FileType("w", encoding="UTF-8"),
+        default="-",
+        nargs="?",
+        help="File to output list to, or '-' for stdout",
+    )
     p = sub.add_parser("upload", help="Uploads media to s3 (or any backend: --url) based on local cache")
     p.add_argument("base_path", help="Base path of the media store directory")
     p.add_argument("bucket", nargs="?", help="S3 bucket to upload to (or give --url)")
     p.add_argument("--prefix", help="Prefix of files in the bucket (used verbatim)", default="")
-    p.add_argument("--storage-class", help="S3 storage class to use", nargs="?", choices=STORAGE_CLASSES,
-                   default="STANDARD")  # fmt: skip
+    p.add_argument(
+        "--storage-class", help="S3 storage class to use", nargs="?", choices=STORAGE_CLASSES, default="STANDARD"
+    )
     p.add_argument("--sse-customer-key", help="SSE-C key to use")
-    p.add_argument("--sse-customer-algo", help="Algorithm for SSE-C, only used if sse-customer-key is also specified",
-                   default="AES256")  # fmt: skip
-    p.add_argument("--delete", action="store_const", const=True,
-                   help="Deletes local copy from media store on successful (verified) upload")  # fmt: skip
+    p.add_argument(
+        "--sse-customer-algo",
+        help="Algorithm for SSE-C, only used if sse-customer-key is also specified",
+        default="AES256",
+    )
+    p.add_argument(
+        "--delete",
+        action="store_const",
+        const=True,
+        help="Deletes local copy from media store on successful (verified) upload",
+    )
     p.add_argument("--endpoint-url", help="S3 endpoint url to use", default=None)
-    p.add_argument("--url", default=argparse.SUPPRESS,
-                   help="any unistore backend URL instead of BUCKET, e.g. sftp://host/media or file:///mnt/media")  # fmt: skip
+    p.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help="any unistore backend URL instead of BUCKET, e.g. sftp://host/media or file:///mnt/media",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="files uploaded at a time (default 16)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the summary as JSON")
 
@@ -527,9 +538,14 @@ def run(args: argparse.Namespace) -> int:
         backend = upload_backend(args)
         try:
             summary = run_upload(
-                backend, cache, args.base_path, args.prefix, delete=bool(args.delete),
-                concurrency=args.concurrency, progress=progress,
-            )  # fmt: skip
+                backend,
+                cache,
+                args.base_path,
+                args.prefix,
+                delete=bool(args.delete),
+                concurrency=args.concurrency,
+                progress=progress,
+            )
         finally:
             backend.close()
         summary.print(as_json=getattr(args, "json", False))
