@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from ...backends.base import Backend, ordered_map
-from ...errors import ConfigError, UnistoreError
+from ...errors import ConfigError, ObjectNotFound, UnistoreError
 from ...url import open_backend, redact
-from .layout import content_path, thumbnail_dir
+from .layout import content_path, is_media_path, thumbnail_dir
 
 SCHEMA = """
     CREATE TABLE IF NOT EXISTS media (
@@ -57,6 +57,7 @@ REMOTE_SQL = """
 """
 COMMIT_EVERY = 500  # rows of cache.db marked deleted per transaction
 PAGE = 1000
+LIST_LIMIT = 100_000  # list the destination up to this many objects (or 20 per media) instead of a HEAD per file
 
 
 class UsageError(Exception):
@@ -319,7 +320,11 @@ def _stored_matches(backend: Backend, key: str, local_path: str, size: int, chec
 
 
 class Uploader:
-    """Uploads (and with ``delete``, verifies and removes) the files of media rows, concurrently."""
+    """Uploads (and with ``delete``, verifies and removes) the files of media rows, concurrently.
+
+    :meth:`list_stored` lists what the backend holds below the prefix once (up to a limit), so that
+    the check "already stored?" costs no request per file; past the limit each file is checked.
+    """
 
     def __init__(self, backend: Backend, base_path: str, prefix: str, *, delete: bool, verify_md5: bool = True):
         self.backend = backend
@@ -327,10 +332,29 @@ class Uploader:
         self.prefix = prefix
         self.delete = delete
         self.verify_md5 = verify_md5
+        self.stored: dict[str, int] | None = None  # media path -> size, when the listing was complete
 
-    def _exists(self, key: str, local_path: str, size: int) -> bool:
-        from ...errors import ObjectNotFound
+    def list_stored(self, limit: int) -> bool:
+        """Remember the sizes of up to ``limit`` stored media objects; False if there are more."""
+        directory, _, stem = self.prefix.rpartition("/")
+        stored: dict[str, int] = {}
+        try:
+            for item in self.backend.list_recursive(directory):
+                if item.directory or not item.name.startswith(stem):
+                    continue
+                path = item.name[len(stem) :]
+                if is_media_path(path):
+                    stored[path] = item.size
+                    if len(stored) > limit:
+                        return False
+        except ObjectNotFound:
+            pass
+        self.stored = stored
+        return True
 
+    def _exists(self, rel: str, key: str, local_path: str, size: int) -> bool:
+        if self.stored is not None:
+            return self.stored.get(rel) == size
         try:
             return _stored_matches(self.backend, key, local_path, size, check_checksum=False)
         except ObjectNotFound:
@@ -346,7 +370,7 @@ class Uploader:
             key = self.prefix + rel
             try:
                 size = os.path.getsize(local_path)
-                if self._exists(key, local_path, size):
+                if self._exists(rel, key, local_path, size):
                     result.skipped += 1
                 else:
                     with open(local_path, "rb") as f:
@@ -390,6 +414,7 @@ def run_upload(
     t0 = time.monotonic()
     summary = Summary(media=not_deleted_count(cache))
     uploader = Uploader(backend, base_path, prefix, delete=delete)
+    uploader.list_stored(limit=max(LIST_LIMIT, 20 * summary.media))
     marks = _DeletedMarks(cache)
     bar = None
     if progress:
@@ -566,6 +591,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     except (ConfigError, UnistoreError) as e:
         print(f"s3_media_upload: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if not type(e).__module__.startswith(("sqlite3", "psycopg2")):
+            raise
+        print(f"s3_media_upload: database error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("s3_media_upload: interrupted; run it again to resume", file=sys.stderr)
