@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from functools import partial
 from typing import Any
 
 import borgstore.store as bstore
@@ -34,28 +35,29 @@ def outcome(fn: Any) -> Any:
     return result
 
 
+def call(store: Any, op: tuple[Any, ...]) -> Any:
+    kind, key, *rest = op
+    name = "packs/" + key
+    if kind == "store":
+        return store.store(name, rest[0])
+    if kind == "load":
+        return store.load(name, offset=rest[0], size=rest[1])
+    if kind == "info":
+        return store.info(name)
+    if kind == "delete":
+        return store.delete(name)
+    if kind == "soft":
+        return store.move(name, delete=True)
+    if kind == "undelete":
+        return store.move(name, undelete=True)
+    if kind == "gather":
+        return store.gather([(key, rest[0], rest[1]), (key, 0, 1)], namespace="packs")
+    return store.list("packs")
+
+
 def run(store: Any, ops: list[tuple[Any, ...]]) -> list[Any]:
-    out = []
     with store:
-        for op in ops:
-            kind, key, *rest = op
-            name = "packs/" + key
-            if kind == "store":
-                out.append(outcome(lambda: store.store(name, rest[0])))
-            elif kind == "load":
-                out.append(outcome(lambda: store.load(name, offset=rest[0], size=rest[1])))
-            elif kind == "info":
-                out.append(outcome(lambda: store.info(name)))
-            elif kind == "delete":
-                out.append(outcome(lambda: store.delete(name)))
-            elif kind == "soft":
-                out.append(outcome(lambda: store.move(name, delete=True)))
-            elif kind == "undelete":
-                out.append(outcome(lambda: store.move(name, undelete=True)))
-            elif kind == "gather":
-                out.append(outcome(lambda: store.gather([(key, rest[0], rest[1]), (key, 0, 1)], namespace="packs")))
-            elif kind == "list":
-                out.append(outcome(lambda: store.list("packs")))
+        out = [outcome(partial(call, store, op)) for op in ops]
         stats = store.stats
     # (borgstore does not count calls that raised; unistore does: load_calls is left out)
     out.append({k: stats[k] for k in ("cache_hits", "cache_misses", "backend_load_calls")})
