@@ -34,7 +34,8 @@ def random_ops(seed: int, n: int) -> list[tuple[Any, ...]]:
     ops: list[tuple[Any, ...]] = []
     for _ in range(n):
         key = "data/" + rnd.choice(KEYS)
-        kind = rnd.choices(["store", "load", "info", "delete", "soft", "undelete", "list", "hash"], [4, 5, 2, 1, 1, 1, 1, 1])[0]
+        kinds = ["store", "load", "info", "delete", "soft", "undelete", "list", "hash"]
+        kind = rnd.choices(kinds, [4, 5, 2, 1, 1, 1, 1, 1])[0]
         if kind == "store":
             ops.append((kind, key, rnd.randbytes(rnd.choice([3, 5, 300, 5000]))))
         elif kind == "load":
