@@ -228,8 +228,11 @@ def test_download_fails_in_time_while_s3_is_stopped_and_works_after(env: Env) ->
 
 
 def test_paused_clients_hold_no_pool_thread(env: Env) -> None:
-    """Provider 1 has two threads; three clients that stop reading big downloads must not block a fourth."""
-    big = [env.hs.upload(os.urandom(24 * 1024 * 1024)) for _ in range(3)]
+    """Provider 1 has two threads; three clients that stop reading big downloads must not block a fourth.
+
+    16 MiB is well above what the kernel (4 MiB send buffer), Twisted and the read-ahead (1 MiB) hold.
+    """
+    big = [env.hs.upload(os.urandom(16 * 1024 * 1024)) for _ in range(3)]
     small_data = os.urandom(100_000)
     small = env.hs.upload(small_data)
     for media_id in (*big, small):

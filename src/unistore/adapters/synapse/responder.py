@@ -3,7 +3,9 @@
 It is a Twisted push producer. Reading runs on the provider's thread pool in batches: a batch reads
 chunks and hands each to the reactor (``consumer.write`` only ever runs on the reactor thread) until
 the consumer pauses us or the data ends; then the batch returns its thread to the pool. A paused,
-slow client therefore holds no pool thread; ``resumeProducing`` starts the next batch.
+slow client therefore holds no pool thread; ``resumeProducing`` starts the next batch. At most
+IN_FLIGHT chunks are read ahead of what the reactor has written, so a busy reactor does not make a
+download pile up in memory.
 
 Every step has a deadline: a batch that delivers no chunk within ``timeout`` seconds (a stopped or
 unreachable server) fails the response, and a client that stays paused longer than
@@ -27,6 +29,7 @@ from twisted.python.threadpool import ThreadPool
 log = logging.getLogger("unistore.adapters.synapse.responder")
 
 CHUNK_SIZE = 64 * 1024
+IN_FLIGHT = 16  # chunks read but not yet written by the reactor: bounds the read-ahead to 1 MiB
 RESUME_TIMEOUT = 90.0  # as Synapse's own ThreadedFileSender
 
 
@@ -69,6 +72,7 @@ class BackendResponder(Responder):
         self._watchdog: Any = None
         self._resume_timer: Any = None
         self._closed = False
+        self._slots = threading.Semaphore(IN_FLIGHT)
         self.bytes_sent = 0
 
     # ------------------------------------------------------------------ Responder
@@ -76,7 +80,7 @@ class BackendResponder(Responder):
         self._consumer = consumer
         consumer.registerProducer(self, True)
         if self._first:
-            self._write(self._first)
+            self._deliver(self._first)
             self._first = b""
         if not self._stop.is_set():
             self._start_batch()
@@ -118,8 +122,11 @@ class BackendResponder(Responder):
     def _read_batch(self) -> bool:
         """On a pool thread: read and hand over chunks until paused, stopped or done; True = more data."""
         while not self._stop.is_set() and not self._paused.is_set():
+            if not self._slots.acquire(timeout=0.05):  # the reactor is behind: wait, unless paused or stopped
+                continue
             chunk = self._reader.read(self._chunk_size)
             if not chunk:
+                self._slots.release()
                 return False
             self._reactor.callFromThread(self._write, chunk)
         return True
@@ -147,6 +154,11 @@ class BackendResponder(Responder):
 
     # ------------------------------------------------------------------ reactor-side helpers
     def _write(self, chunk: bytes) -> None:
+        """A chunk from the pool (reactor thread)."""
+        self._slots.release()
+        self._deliver(chunk)
+
+    def _deliver(self, chunk: bytes) -> None:
         if self._consumer is not None and not self._stop.is_set():
             self._consumer.write(chunk)
             self.bytes_sent += len(chunk)
