@@ -211,6 +211,11 @@ def test_server_abuse(rest_server: RestServer, tmp_path: Path) -> None:
     assert stalled == b"" or stalled.split(b" ")[1] in (b"408", b"400")
     with be:
         assert not be.info("stall").exists  # nothing half-written
+    # a body that does not match its hash is refused and nothing is stored
+    forged = dict(headers, **{"X-Content-hash-sha256": hashlib.sha256(b"other").hexdigest()})
+    assert http.request("POST", base + "/forged", body=b"x" * 300000, headers=forged).status == 422
+    with be:
+        assert not be.info("forged").exists
     # the access log holds no credentials
     log = (rest_server.root / "server.log").read_text()
     assert PASSWORD not in log and _auth().split()[1] not in log

@@ -105,7 +105,7 @@ class RestBackend(Backend):
         self._headers = {"Accept": MEDIA_TYPE}
         if username and password:
             self._headers.update(urllib3.make_headers(basic_auth=f"{username}:{password}"))
-        kwargs: dict[str, Any] = {"maxsize": self.bulk_workers, "block": True, "retries": False}
+        kwargs: dict[str, Any] = {"maxsize": self.bulk_workers, "block": True, "retries": False, "blocksize": 1 << 20}
         if self.base_url.startswith("https://"):
             kwargs["cert_reqs"] = "CERT_REQUIRED" if verify else "CERT_NONE"
             if ca_file:

@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import json
 import logging
+import queue
 import secrets
 import tempfile
 import threading
@@ -312,13 +313,112 @@ async def post(request: web.Request) -> web.StreamResponse:
     if cmd is not None:
         return web.Response(status=400, text=f"unknown command {cmd[:40]!r}")
     name = _name(request)
-    spool, size, digest = await _read_body(request, server.limits.max_body, server.limits.body_timeout)
-    with spool:
-        expected = request.headers.get(HASH_HEADER)
-        if expected and not secrets.compare_digest(expected.lower(), digest):
-            return web.Response(status=422, text="Content hash verification failed, please retry")
-        await server.run(backend.store_file, name, spool, size=size)
+    try:
+        await _store_streamed(request, server, name)
+    except _HashMismatch:
+        return web.Response(status=422, text="Content hash verification failed, please retry")
     return web.Response()
+
+
+class _HashMismatch(Exception):
+    pass
+
+
+class _BodyReader:
+    """A blocking file-like view of a request body that the event loop feeds through a bounded queue.
+
+    At the end it checks the body's SHA-256 against the client's header: on a mismatch (or a body
+    cut short) it raises, so the backend's store_file fails and, being atomic, leaves nothing.
+    """
+
+    def __init__(self, expected: str | None, timeout: float, length: int | None) -> None:
+        self.queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=64)
+        self.loop = asyncio.get_running_loop()
+        self.space = asyncio.Event()  # set (from the reading thread) whenever it took a chunk
+        self.length = length
+        self.received = 0
+        self.expected = expected.lower() if expected else None
+        self.digest = hashlib.sha256()
+        self.timeout = timeout
+        self.buffer = bytearray()
+        self.eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.eof and (n < 0 or len(self.buffer) < n):
+            try:
+                item = self.queue.get(timeout=self.timeout)
+            except queue.Empty:
+                raise TimeoutError("the client stopped sending its body") from None
+            self.loop.call_soon_threadsafe(self.space.set)
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                self.eof = True
+                self._verify()
+                break
+            self.digest.update(item)
+            self.buffer += item
+            self.received += len(item)
+            if self.length is not None and self.received >= self.length:
+                # a backend that reads exactly `size` bytes never asks for the end: check here
+                self.eof = True
+                self._verify()
+        if n < 0 or n >= len(self.buffer):
+            data = bytes(self.buffer)
+            self.buffer.clear()
+        else:
+            data = bytes(self.buffer[:n])
+            del self.buffer[:n]
+        return data
+
+    def _verify(self) -> None:
+        if self.expected and not secrets.compare_digest(self.expected, self.digest.hexdigest()):
+            raise _HashMismatch()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+async def _store_streamed(request: web.Request, server: Server, name: str) -> None:
+    limit, timeout = server.limits.max_body, server.limits.body_timeout
+    length = request.content_length
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    reader = _BodyReader(request.headers.get(HASH_HEADER), timeout, length)
+    stored = asyncio.ensure_future(server.run(server.backend.store_file, name, reader, size=length))
+    size = 0
+    try:
+        while True:
+            chunk = await asyncio.wait_for(request.content.readany(), timeout)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+            while reader.queue.full() and not stored.done():
+                reader.space.clear()
+                if reader.queue.full():
+                    waiter = asyncio.ensure_future(reader.space.wait())
+                    await asyncio.wait([waiter, stored], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+            if stored.done():
+                break
+            reader.queue.put_nowait(chunk)
+        if length is not None and size != length and not stored.done():
+            raise ValueError(f"the body ended after {size} of {length} bytes")
+        if not stored.done():
+            reader.queue.put_nowait(None)
+    except BaseException as exc:
+        if not stored.done():
+            while reader.queue.full():
+                reader.queue.get_nowait()
+            reader.queue.put_nowait(exc if isinstance(exc, Exception) else ConnectionError("request cancelled"))
+        await asyncio.gather(stored, return_exceptions=True)
+        raise
+    await stored
 
 
 async def delete(request: web.Request) -> web.StreamResponse:
