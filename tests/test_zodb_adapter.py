@@ -79,6 +79,7 @@ def test_zconfig_url_and_env_substitution(tmp_path: Any, monkeypatch: pytest.Mon
     <zodb>
       <s3blobstorage>
         url $(BLOB_STORE)
+        create-bucket true
         cache-dir {tmp_path}/cache
         cache-size 10MB
         staging-dir {tmp_path}/staging
@@ -175,7 +176,7 @@ def test_zconfig_s3_keys_keep_zodb_s3blobs_layout(
 
 
 def test_commit_uploads_all_blobs_and_finish_fills_cache(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         with db.transaction() as conn:
@@ -196,7 +197,7 @@ def test_commit_uploads_all_blobs_and_finish_fills_cache(url: str, tmp_path: Any
 
 
 def test_uncommitted_blob_is_invisible_and_abort_deletes_it(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         oid, old_tid = _commit_blob(db, "b", b"committed")
@@ -227,7 +228,7 @@ def test_uncommitted_blob_is_invisible_and_abort_deletes_it(url: str, tmp_path: 
 def test_failed_upload_fails_the_vote_and_abort_removes_the_others(tmp_path: Any) -> None:
     # oid 2's directory is read-only in the backend: its upload fails, oid 1's succeeds first
     backend = PosixFS(tmp_path / "store", permissions={"": "lrwWD", "blobs/2": "lr"})
-    storage = S3BlobStorage(MappingStorage(), backend, str(tmp_path / "cache"))
+    storage = S3BlobStorage(MappingStorage(), backend, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         conn = db.open()
@@ -248,7 +249,7 @@ def test_restore_and_copy_transactions_carry_blobs(url: str, tmp_path: Any) -> N
     src = ZODB.DB(FileStorage(str(tmp_path / "src.fs"), blob_dir=str(tmp_path / "src-blobs")))
     oid, tid = _commit_blob(src, "b", b"from a blob directory")
     _commit_blob(src, "b", b"second revision")
-    dst = S3BlobStorage(FileStorage(str(tmp_path / "dst.fs")), url, str(tmp_path / "cache"))
+    dst = S3BlobStorage(FileStorage(str(tmp_path / "dst.fs")), url, str(tmp_path / "cache"), create=True)
     try:
         dst.copyTransactionsFrom(src.storage)
         with open(dst.loadBlob(oid, tid), "rb") as f:
@@ -263,7 +264,7 @@ def test_restore_and_copy_transactions_carry_blobs(url: str, tmp_path: Any) -> N
 
 
 def test_cold_read_is_one_get_and_cached_files_are_read_only(url: str, tmp_path: Any) -> None:
-    writer = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache-w"))
+    writer = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache-w"), create=True)
     db = ZODB.DB(writer)
     oid, tid = _commit_blob(db, "b", b"x" * 100_000)
     from unistore import open_backend
@@ -418,7 +419,7 @@ def test_threads_share_one_download(tmp_path: Any) -> None:
 
 
 def test_pack_collects_orphans_but_keeps_live_and_in_flight(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
 
     def names() -> set[str]:
@@ -460,7 +461,7 @@ def test_pack_collects_orphans_but_keeps_live_and_in_flight(url: str, tmp_path: 
 
 
 def test_pack_with_undoing_base_keeps_revisions_history_needs(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         oid, tid1 = _commit_blob(db, "b", b"one")
@@ -481,7 +482,7 @@ def test_blob_unique_names() -> None:
 
 def test_concurrent_commits_from_many_threads(url: str, tmp_path: Any) -> None:
     """Threads commit blobs through one FileStorage at once: every revision lands, nothing leaks."""
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     errors: list[BaseException] = []
 
@@ -535,8 +536,8 @@ def test_keeps_the_base_interfaces_visible(tmp_path: Any) -> None:
     )
     from ZODB.tests.MVCCMappingStorage import MVCCMappingStorage
 
-    fs = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), "memory://ifaces", str(tmp_path / "c1"))
-    mvcc = S3BlobStorage(MVCCMappingStorage(), "memory://ifaces2", str(tmp_path / "c2"))
+    fs = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), "memory://ifaces", str(tmp_path / "c1"), create=True)
+    mvcc = S3BlobStorage(MVCCMappingStorage(), "memory://ifaces2", str(tmp_path / "c2"), create=True)
     try:
         for iface in (IBlobStorage, IBlobStorageRestoreable, IStorageUndoable, IStorageIteration):
             assert iface.providedBy(fs), iface
@@ -555,7 +556,7 @@ def test_pack_like_zodbs_blob_packing_doctest(url: str, tmp_path: Any) -> None:
     """ZODB's blob_packing.txt (undoing part), checked against the backend instead of a blob dir."""
     from ZODB.tests.testblob import new_time
 
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         conn = db.open()

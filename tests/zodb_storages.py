@@ -66,7 +66,9 @@ BASES: dict[str, Callable[[str], Any]] = {
 
 
 def wrap(base: Any, url: str, blob_dir: str, **kw: Any) -> S3BlobStorage:
-    """The adapter over ``base``, blobs in ``url``, cache in ``blob_dir`` (staging ``blob_dir/tmp``)."""
+    """The adapter over ``base``, blobs in ``url`` (created when missing), cache in ``blob_dir``
+    (staging ``blob_dir/tmp``)."""
+    kw.setdefault("create", True)
     return S3BlobStorage(base, url, os.path.abspath(blob_dir), **kw)
 
 
