@@ -64,7 +64,9 @@ def test_migrate_from_blob_dir_is_resumable_and_site_reads_blobs(
     dest_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = _site_with_blob_dir(tmp_path)
-    code, summary = _run(capsys, "--json", "zodb", "migrate", "--create", "--url", dest_url, "--from-blob-dir", f"{tmp_path}/blobs")
+    code, summary = _run(
+        capsys, "--json", "zodb", "migrate", "--create", "--url", dest_url, "--from-blob-dir", f"{tmp_path}/blobs"
+    )
     assert code == 0
     assert summary["found"] == 6 and summary["copied"] == 6 and summary["failed"] == 0
     # resume: nothing left to copy

@@ -146,3 +146,23 @@ def check_blob_suite(
 
 def unique(prefix: str = "z") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def commit_blob(db: Any, key: str, data: bytes) -> tuple[bytes, bytes]:
+    """Commit ``data`` as the blob ``root[key]`` of ``db`` (in a connection of its own); its (oid, tid)."""
+    import transaction
+    from ZODB.blob import Blob
+
+    tm = transaction.TransactionManager()
+    conn = db.open(transaction_manager=tm)
+    try:
+        if key not in conn.root():
+            conn.root()[key] = Blob()
+        with conn.root()[key].open("w") as f:
+            f.write(data)
+        tm.commit()
+        blob = conn.root()[key]
+        blob._p_activate()  # committed blobs are ghosted; load the committed state
+        return blob._p_oid, blob._p_serial
+    finally:
+        conn.close()

@@ -70,6 +70,7 @@ class _Shared:
         self.staging = staging
         self.staging_dir = staging.directory
         self.owned = owned  # backends closed with the storage
+        self.upload_workers = upload_workers
         self.executor = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="unistore-zodb")
         self.lock = threading.Lock()
         self.in_flight: set[str] = set()  # backend names of revisions not yet committed or aborted
@@ -194,6 +195,15 @@ class S3BlobStorage:
     @property
     def backend(self) -> Backend:
         return self._shared.backend
+
+    @property
+    def download_backend(self) -> Backend:
+        """The backend the cache is filled from (``backend`` unless a download backend was given)."""
+        return self._shared.download_backend
+
+    @property
+    def upload_workers(self) -> int:
+        return self._shared.upload_workers
 
     @property
     def cache(self) -> BlobCache:

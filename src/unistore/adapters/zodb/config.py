@@ -13,12 +13,13 @@ As in zodb-s3blobs, S3 gets two clients: one for uploads, deletes and listings (
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ZODB.config import BaseConfig
 
 from ...backends.base import Backend
-from ...errors import ConfigError
+from ...errors import BackendAlreadyExists, BackendDoesNotExist, ConfigError
 from .blobstorage import S3BlobStorage
 
 # zodb-s3blobs' defaults of the keys that have one
@@ -89,7 +90,10 @@ def _client_options(given: dict[str, Any], upload_workers: int) -> tuple[dict[st
     return upload, download
 
 
-def _from_url(url: str, given: dict[str, Any], upload_workers: int) -> tuple[Backend, Backend | None]:
+Backends = tuple[Backend, Backend | None, Callable[[], Backend] | None]  # upload, download, bucket root
+
+
+def _from_url(url: str, given: dict[str, Any], upload_workers: int) -> Backends:
     from ...url import open_backend
 
     conflicting = [key for key in _WHERE if key in given]
@@ -104,15 +108,22 @@ def _from_url(url: str, given: dict[str, Any], upload_workers: int) -> tuple[Bac
             raise ConfigError(
                 f"<s3blobstorage>: {_names(given)} apply only to an s3: or b2: url, not to a {scheme}: url"
             )
-        return open_backend(url), None
+        return open_backend(url), None, None
     creds = [key for key in _CREDENTIALS if key in given]
     if creds and _URL_CREDENTIALS.match(url):
         raise ConfigError(f"<s3blobstorage>: {_names(creds)} conflict with the credentials in url: give them once")
     upload, download = _client_options(given, upload_workers)
-    return open_backend(url, **upload), open_backend(url, **download)
+    backend = open_backend(url, **upload)
+    prefix = str(getattr(backend, "prefix", ""))
+    stripped = url.rstrip("/")
+    root = None
+    if prefix and stripped.endswith("/" + prefix):
+        root_url = stripped[: -len(prefix) - 1]
+        root = lambda: open_backend(root_url, **upload)  # noqa: E731
+    return backend, open_backend(url, **download), root
 
 
-def _from_keys(section: Any, given: dict[str, Any]) -> tuple[Backend, Backend]:
+def _from_keys(section: Any, given: dict[str, Any]) -> Backends:
     from ...backends.s3 import S3Backend
 
     bucket = given.pop("bucket-name", None)
@@ -137,11 +148,13 @@ def _from_keys(section: Any, given: dict[str, Any]) -> tuple[Backend, Backend]:
     return (
         S3Backend(bucket, prefix, **where, **upload),
         S3Backend(bucket, prefix, **where, **download),
+        (lambda: S3Backend(bucket, "", **where, **upload)) if prefix.strip("/") else None,
     )
 
 
-def backends_from_section(section: Any) -> tuple[Backend, Backend | None]:
-    """The (unopened) upload backend and download backend (None: the same) a section describes."""
+def backends_from_section(section: Any) -> Backends:
+    """The (unopened) backends a section describes: for uploads, for downloads (None: the same one),
+    and a factory of the bucket's root (None unless the backend is a prefix in an S3 bucket)."""
     given = _given(section)
     if section.upload_workers < 1:
         raise ConfigError(f"upload-workers must be at least 1, not {section.upload_workers}")
@@ -150,13 +163,48 @@ def backends_from_section(section: Any) -> tuple[Backend, Backend | None]:
     return _from_keys(section, given)
 
 
+def open_existing(backend: Backend, bucket_root: Callable[[], Backend] | None, create: bool) -> None:
+    """Open ``backend``; a missing bucket (or directory) is an error unless ``create``.
+
+    A new prefix in an existing bucket is no missing bucket: its marker is created (S3 reports a
+    prefix without objects as a storage that does not exist).
+    """
+    try:
+        backend.open()
+        return
+    except BackendDoesNotExist as e:
+        if not create and not (bucket_root is not None and _opens(bucket_root())):
+            raise BackendDoesNotExist(
+                f"{backend!r} does not exist ({e}): create the bucket, or set create-bucket true in <s3blobstorage>"
+            ) from None
+    try:
+        backend.create()
+    except BackendAlreadyExists:  # another process created it a moment ago
+        pass
+    backend.open()
+
+
+def _opens(backend: Backend) -> bool:
+    try:
+        backend.open()
+    except BackendDoesNotExist:
+        return False
+    backend.close()
+    return True
+
+
 class S3BlobStorageFactory(BaseConfig):
     """ZConfig datatype of ``<s3blobstorage>``: opens the base storage, then wraps it."""
 
     def open(self) -> S3BlobStorage:
         section = self.config
-        backend, download = backends_from_section(section)
-        base = section.base.open()
+        backend, download, bucket_root = backends_from_section(section)
+        open_existing(backend, bucket_root, section.create_bucket)
+        try:
+            base = section.base.open()
+        except BaseException:
+            backend.close()
+            raise
         try:
             return S3BlobStorage(
                 base,
@@ -165,7 +213,6 @@ class S3BlobStorageFactory(BaseConfig):
                 cache_size=section.cache_size,
                 staging_dir=section.staging_dir,
                 upload_workers=section.upload_workers,
-                create=section.create_bucket,
                 download_backend=download,
                 owns_backend=True,
             )
