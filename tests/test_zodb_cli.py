@@ -118,6 +118,17 @@ def test_migrate_needs_one_source(tmp_path: Any, capsys: pytest.CaptureFixture[s
     assert "one of the arguments" in capsys.readouterr().err
 
 
+def test_migrate_refuses_a_missing_destination_without_create(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _site_with_blob_dir(tmp_path)
+    code = main(["zodb", "migrate", "--url", f"file://{tmp_path}/typo", "--from-blob-dir", f"{tmp_path}/blobs"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "BackendDoesNotExist" in err and "--create" in err
+    assert not (tmp_path / "typo").exists()  # nothing was created under a mistyped name
+
+
 def test_zodbconvert_carries_blobs_into_the_backend(dest_url: str, tmp_path: Any) -> None:
     """RelStorage's zodbconvert copies a FileStorage+blob_dir site into FileStorage+<s3blobstorage>."""
     from relstorage.zodbconvert import main as zodbconvert

@@ -1,7 +1,7 @@
 """A private PostgreSQL for the test session (RelStorage tests).
 
-``initdb`` + ``pg_ctl start`` in a temp dir, listening on 127.0.0.1 on a free port, with fsync off.
-PostgreSQL refuses to run as root, so as root the programs run as the ``postgres`` user (via
+``initdb`` + ``pg_ctl start`` in a temp dir (in RAM, /dev/shm, when there is room), listening on
+127.0.0.1 on a free port, with fsync off. PostgreSQL refuses to run as root, so as root the programs run as the ``postgres`` user (via
 ``runuser``) in a directory owned by that user. Stopped at once (client connections terminated,
 then an immediate shutdown) and, if that fails, by the postmaster's PID; the data directory
 is removed afterwards, also on failure.
@@ -152,8 +152,10 @@ class PostgreSQL:
         conn = psycopg2.connect(self.dsn())
         try:
             conn.autocommit = True
+            # PostgreSQL 15 copies the template through the WAL by default: a file copy is faster
+            strategy = " STRATEGY FILE_COPY" if conn.server_version >= 150000 else ""
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {name}")
+                cur.execute(f"CREATE DATABASE {name}{strategy}")
         finally:
             conn.close()
         return name
@@ -175,9 +177,24 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _fast_dir() -> str | None:
+    """A RAM file system for the data directory when there is room (/dev/shm), else the temp dir.
+
+    Every test database is a copy of the template (some 8 MB): on disk under a loaded CI machine
+    that took 0.7-1 s per database and 21 s to delete a session's data directory, in RAM 0.05 s.
+    """
+    shm = "/dev/shm"
+    try:
+        if os.access(shm, os.W_OK | os.X_OK) and shutil.disk_usage(shm).free > 4 * 1024**3:
+            return shm
+    except OSError:
+        pass
+    return None
+
+
 @contextmanager
 def start_postgres() -> Iterator[PostgreSQL]:
-    workdir = tempfile.mkdtemp(prefix="unistore-pg-")
+    workdir = tempfile.mkdtemp(prefix="unistore-pg-", dir=_fast_dir())
     server = PostgreSQL(workdir)
     try:
         server.start()

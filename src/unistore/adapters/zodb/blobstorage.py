@@ -584,7 +584,7 @@ def _open_backend(backend: Backend | str, create: bool, owned: list[Backend], ow
             if not create:
                 raise BackendDoesNotExist(
                     f"{backend!r} does not exist ({e}); create it first, or ask for its creation"
-                    " (create-bucket true in <s3blobstorage>, create=True in Python)"
+                    " (create=True in Python, create-bucket true in <s3blobstorage>, --create for the CLI)"
                 ) from None
             backend.create()
             backend.open()
