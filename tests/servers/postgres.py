@@ -1,10 +1,10 @@
 """A private PostgreSQL for the test session (RelStorage tests).
 
 ``initdb`` + ``pg_ctl start`` in a temp dir (in RAM, /dev/shm, when there is room), listening on
-127.0.0.1 on a free port, with fsync off. PostgreSQL refuses to run as root, so as root the programs run as the ``postgres`` user (via
-``runuser``) in a directory owned by that user. Stopped at once (client connections terminated,
-then an immediate shutdown) and, if that fails, by the postmaster's PID; the data directory
-is removed afterwards, also on failure.
+127.0.0.1 on a free port, with fsync off. PostgreSQL refuses to run as root, so as root the
+programs run as the ``postgres`` user (via ``runuser``) in a directory owned by that user. Stopped
+at once (client connections terminated, then an immediate shutdown) and, if that fails, by the
+postmaster's PID; the data directory is removed afterwards, also on failure.
 """
 
 from __future__ import annotations
