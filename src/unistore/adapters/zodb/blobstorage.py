@@ -39,7 +39,8 @@ from ZODB.interfaces import IBlobStorage, IBlobStorageRestoreable, IStorageResto
 from ZODB.POSException import POSKeyError, StorageTransactionError
 
 from ...backends.base import Backend
-from ...errors import BackendDoesNotExist, ConfigError, ObjectNotFound
+from ...errors import ConfigError, ObjectNotFound
+from .backends import close_all, open_owned
 from .cache import DEFAULT_CACHE_SIZE, BlobCache
 from .layout import BLOB_ROOT, blob_key, blob_name, oid_hex, parse_blob_name
 from .packing import GCResult, OrphanCollector
@@ -88,7 +89,7 @@ class _Shared:
         self.executor.shutdown(wait=True)
         self.staging.close()
         self.cache.close()
-        _close_all(self.owned)
+        close_all(self.owned)
 
 
 class _Txn:
@@ -551,8 +552,8 @@ def _open_shared(
         raise ConfigError(f"upload-workers must be a whole number >= 1, not {upload_workers!r}")
     owned: list[Backend] = []
     try:
-        be = _open_backend(backend, create, owned, owns_backend)
-        dl = be if download_backend is None else _open_backend(download_backend, False, owned, owns_backend)
+        be = open_owned(backend, create, owned, owns_backend)
+        dl = be if download_backend is None else open_owned(download_backend, False, owned, owns_backend)
         cache_dir = os.path.abspath(cache_dir)
         staging = OwnedTempDir(staging_dir or os.path.join(cache_dir, "tmp"), (".staged",))
         staging.sweep()  # staged blobs of processes that ended (a crash between storeBlob and finish)
@@ -562,39 +563,6 @@ def _open_shared(
             staging.close()
             raise
     except BaseException:
-        _close_all(owned)
+        close_all(owned)
         raise
     return _Shared(be, dl, cache, staging, upload_workers, owned)
-
-
-def _open_backend(backend: Backend | str, create: bool, owned: list[Backend], owns: bool | None) -> Backend:
-    """Open a backend given as object or URL (creating its storage only when ``create``)."""
-    if isinstance(backend, str):
-        from ...url import open_backend
-
-        backend = open_backend(backend)
-        if owns is None or owns:
-            owned.append(backend)
-    elif owns:
-        owned.append(backend)
-    if not backend.opened:
-        try:
-            backend.open()
-        except BackendDoesNotExist as e:
-            if not create:
-                raise BackendDoesNotExist(
-                    f"{backend!r} does not exist ({e}); create it first, or ask for its creation"
-                    " (create=True in Python, create-bucket true in <s3blobstorage>, --create for the CLI)"
-                ) from None
-            backend.create()
-            backend.open()
-    return backend
-
-
-def _close_all(backends: list[Backend]) -> None:
-    for be in reversed(backends):
-        try:
-            if be.opened:
-                be.close()
-        except Exception:
-            log.warning("closing %r failed", be, exc_info=True)

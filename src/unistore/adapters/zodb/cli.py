@@ -167,9 +167,9 @@ def migrate(
 
 
 def _open(backend: Backend, create: bool) -> Backend:
-    from .blobstorage import _open_backend
+    from .backends import open_owned
 
-    return _open_backend(backend, create, [], None)
+    return open_owned(backend, create, [], None)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
