@@ -41,7 +41,7 @@ def _kind(block: str) -> str:
 
 
 DOCS = {
-    "docs/zodb.md": {"zodb": 2, "zodb_db": 1, "filestorage": 1},
+    "docs/zodb.md": {"zodb": 3, "zodb_db": 1, "filestorage": 1},
     "README.md": {"zodb": 1},
 }
 EXAMPLES = [
@@ -68,6 +68,7 @@ def _point_at_test_servers(block: str, seaweedfs: Any, bucket: str, tmp_path: Pa
     block = re.sub(r"bucket-name +my-site-blobs", f"bucket-name {bucket}", block)
     block = block.replace("/var/cache/zope/blobs", f"{tmp_path}/cache")
     block = block.replace("/var/tmp/zope-blob-staging", f"{tmp_path}/staging")
+    block = block.replace("/etc/zope/blobs.key", f"{tmp_path}/blobs.key")
     return block
 
 
@@ -80,15 +81,17 @@ def example_env(seaweedfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv(var, seaweedfs.secret_key)
     monkeypatch.setenv("INSTANCE", str(tmp_path))
     (tmp_path / "var" / "filestorage").mkdir(parents=True)
+    (tmp_path / "blobs.key").write_bytes(os.urandom(32))  # the encryption example's key file
     return seaweedfs.new_bucket()  # type: ignore[no-any-return]
 
 
-def _check_blobs_land(db: Any, seaweedfs: Any, bucket: str) -> None:
+def _check_blobs_land(db: Any, seaweedfs: Any, bucket: str, encrypted: bool = False) -> None:
     oid, tid = commit_blob(db, "example", b"from the documented configuration")
     keys = [obj["Key"] for obj in seaweedfs.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert any(
-        key.endswith(f"blobs/{int.from_bytes(oid, 'big'):x}/{int.from_bytes(tid, 'big'):x}.blob") for key in keys
-    )
+    name = f"blobs/{int.from_bytes(oid, 'big'):x}/{int.from_bytes(tid, 'big'):x}.blob"
+    key = next(key for key in keys if key.endswith(name))
+    stored = seaweedfs.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert (stored[:4] == b"UNSE") == encrypted  # EncryptLayer's header, or the blob as it is
 
 
 @pytest.mark.parametrize(("doc", "index", "block"), [p for p in EXAMPLES if _kind(p.values[2]) == "zodb"])
@@ -104,7 +107,7 @@ def test_zodb_example_opens_with_plain_zodb(
     path.write_text(text)
     db = ZODB.config.databaseFromURL(str(path))
     try:
-        _check_blobs_land(db, seaweedfs, bucket)
+        _check_blobs_land(db, seaweedfs, bucket, encrypted="encryption-key-file" in text)
     finally:
         db.close()
 

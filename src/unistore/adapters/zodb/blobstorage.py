@@ -29,7 +29,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
@@ -40,7 +40,8 @@ from ZODB.POSException import POSKeyError, StorageTransactionError
 
 from ...backends.base import Backend
 from ...errors import ConfigError, ObjectNotFound
-from .backends import close_all, open_owned
+from ...layers.keys import KeySource
+from .backends import DataLayers, close_all, open_owned
 from .cache import DEFAULT_CACHE_SIZE, BlobCache
 from .layout import BLOB_ROOT, blob_key, blob_name, oid_hex, parse_blob_name
 from .packing import GCResult, OrphanCollector
@@ -64,9 +65,12 @@ class _Shared:
         staging: OwnedTempDir,
         upload_workers: int,
         owned: list[Backend],
+        stored: Backend,
     ):
         self.backend = backend
         self.download_backend = download_backend
+        self.stored = stored  # the backend under the data layers (``backend`` when there are none)
+        self.layered = stored is not backend  # blobs are compressed and/or encrypted on the way
         self.cache = cache
         self.staging = staging
         self.staging_dir = staging.directory
@@ -75,7 +79,9 @@ class _Shared:
         self.executor = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="unistore-zodb")
         self.lock = threading.Lock()
         self.in_flight: set[str] = set()  # backend names of revisions not yet committed or aborted
-        self.collector = OrphanCollector(backend, cache, self.in_flight_now)
+        # the collector lists and deletes the stored objects under the data layers (same names;
+        # a listing through CompressLayer would read every object's footer for its size)
+        self.collector = OrphanCollector(stored, cache, self.in_flight_now)
         self.closed = False
 
     def in_flight_now(self) -> set[str]:
@@ -132,6 +138,13 @@ class S3BlobStorage:
     partial downloads left by processes that ended are removed, those of live processes are not.
     ``upload_workers`` uploads run at once per storage. ``close()`` closes the backends given as
     URLs (or all of them when ``owns_backend`` is true).
+
+    ``encryption_key_file`` (a file of 32 bytes: raw, 64 hex digits or base64) or ``encryption_key``
+    (32 bytes or a callable returning them) encrypt every blob with
+    :class:`~unistore.layers.encrypt.EncryptLayer`; ``old_encryption_keys`` still decrypt (rotation);
+    ``compression`` (``"zstd"``, ``"zstd:LEVEL"`` or ``"none"``) compresses blobs with
+    :class:`~unistore.layers.compress.CompressLayer` before they are encrypted. Both apply to the
+    download backend too. The cache and staging directories keep plaintext blob files.
     """
 
     def __init__(
@@ -146,6 +159,10 @@ class S3BlobStorage:
         create: bool = False,
         download_backend: Backend | str | None = None,
         owns_backend: bool | None = None,
+        encryption_key: KeySource | None = None,
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        old_encryption_keys: Sequence[KeySource] = (),
+        compression: str | None = None,
         _shared: _Shared | None = None,
     ):
         if _shared is None:
@@ -159,6 +176,7 @@ class S3BlobStorage:
                 upload_workers=upload_workers,
                 create=create,
                 owns_backend=owns_backend,
+                layers=DataLayers(encryption_key, encryption_key_file, tuple(old_encryption_keys), compression),
             )
             self._is_root = True
         else:
@@ -244,6 +262,13 @@ class S3BlobStorage:
     def _fetcher(self, oid: bytes, serial: bytes) -> Callable[[IO[bytes]], None]:
         name = blob_name(oid, serial)
         backend = self._shared.download_backend
+        if self._shared.layered:
+            # the layers stream and read only what they need (a ranged load would re-read their
+            # header or index for each piece)
+            def fetch_all(file: IO[bytes]) -> None:
+                backend.load_file(name, file)
+
+            return fetch_all
 
         def fetch(file: IO[bytes]) -> None:
             # ranged loads: a blob smaller than FETCH_CHUNK costs exactly one GET (no HEAD first),
@@ -383,7 +408,7 @@ class S3BlobStorage:
             oids = list(result[1])
         else:  # RelStorage returns nothing: read the undone transaction's oids from the base
             oids = self._oids_of(undone_tid)
-        backend = self._shared.backend
+        backend = self._shared.stored  # existence only: no need to read through the layers
         pairs: list[tuple[bytes, bytes]] = []
         for oid in oids:
             if not backend.info(blob_name(oid, undone_tid)).exists:
@@ -545,15 +570,18 @@ def _open_shared(
     upload_workers: int,
     create: bool,
     owns_backend: bool | None,
+    layers: DataLayers,
 ) -> _Shared:
     if IBlobStorage.providedBy(base_storage) and not _raises(base_storage.temporaryDirectory):
         raise ConfigError("the base storage stores blobs itself: configure it without blob-dir")
     if isinstance(upload_workers, bool) or not isinstance(upload_workers, int) or upload_workers < 1:
         raise ConfigError(f"upload-workers must be a whole number >= 1, not {upload_workers!r}")
+    layers.check()  # a bad key file or compression fails before anything is opened
     owned: list[Backend] = []
     try:
-        be = open_owned(backend, create, owned, owns_backend)
-        dl = be if download_backend is None else open_owned(download_backend, False, owned, owns_backend)
+        stored = open_owned(backend, create, owned, owns_backend)
+        be = layers.wrap(stored)
+        dl = be if download_backend is None else layers.wrap(open_owned(download_backend, False, owned, owns_backend))
         cache_dir = os.path.abspath(cache_dir)
         staging = OwnedTempDir(staging_dir or os.path.join(cache_dir, "tmp"), (".staged",))
         staging.sweep()  # staged blobs of processes that ended (a crash between storeBlob and finish)
@@ -565,4 +593,4 @@ def _open_shared(
     except BaseException:
         close_all(owned)
         raise
-    return _Shared(be, dl, cache, staging, upload_workers, owned)
+    return _Shared(be, dl, cache, staging, upload_workers, owned, stored)

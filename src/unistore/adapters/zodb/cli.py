@@ -180,7 +180,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise ConfigError("no destination: pass --url (or set UNISTORE_URL)")
     if bool(args.from_blob_dir) == bool(args.from_url):
         raise ConfigError("give exactly one of --from-blob-dir and --from-url")
-    dest = _open(open_backend(url), args.create)
+    from .backends import DataLayers
+
+    layers = DataLayers(
+        key_file=getattr(args, "encrypt_key_file", None),
+        compression=getattr(args, "compress", None),
+        names={
+            "key": "--encrypt-key-file",
+            "key_file": "--encrypt-key-file",
+            "old_keys": "--old-key-file",
+            "compression": "--compress",
+        },
+    )
+    layers.check()
+    dest = layers.wrap(_open(open_backend(url), args.create))
     source: Backend | None = None
     try:
         if args.from_blob_dir:
@@ -278,6 +291,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     src.add_argument("--from-url", metavar="URL", help="a backend URL holding blobs/{oid}/{tid}.blob (zodb-s3blobs)")
     m.add_argument("--workers", type=int, default=8, help="concurrent uploads (default 8)")
     m.add_argument("--create", action="store_true", help="create the destination (bucket) if it does not exist")
+    m.add_argument(
+        "--encrypt-key-file",
+        metavar="FILE",
+        help="encrypt the copies with this key (as <s3blobstorage>'s encryption-key-file)",
+    )
+    m.add_argument("--compress", metavar="zstd[:LEVEL]", help="compress the copies (as <s3blobstorage>'s compression)")
     m.set_defaults(func=cmd_migrate)
     g = sub.add_parser("gc", help="delete blob revisions the ZODB no longer references", parents=[_common()])
     g.add_argument("--config", required=True, metavar="FILE", help="ZODB config file with an <s3blobstorage>")

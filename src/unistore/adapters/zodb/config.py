@@ -8,6 +8,9 @@ As in zodb-s3blobs, S3 gets two clients: one for uploads, deletes and listings (
 60 s, ``s3-read-timeout`` 300 s) and one for the reads that fill the cache
 (``s3-download-connect-timeout`` 5 s, ``s3-download-read-timeout`` 10 s,
 ``s3-download-max-attempts`` 2), so that a cold read of a stalled service fails within seconds.
+
+``encryption-key-file`` (with ``old-encryption-key-file`` for rotation) and ``compression`` wrap
+both clients in unistore's data layers: blobs are stored compressed, then encrypted.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ZODB.config import BaseConfig
 
 from ...backends.base import Backend
 from ...errors import BackendAlreadyExists, BackendDoesNotExist, ConfigError
+from .backends import DataLayers
 from .blobstorage import S3BlobStorage
 
 # zodb-s3blobs' defaults of the keys that have one
@@ -152,6 +156,26 @@ def _from_keys(section: Any, given: dict[str, Any]) -> Backends:
     )
 
 
+def layers_from_section(section: Any) -> DataLayers:
+    """The data layers a section asks for, checked (a bad value is a ConfigError naming its key)."""
+    layers = DataLayers(
+        key_file=section.encryption_key_file,
+        old_keys=tuple(section.old_encryption_key_files or ()),
+        compression=section.compression,
+        names={
+            "key": "encryption-key-file",
+            "key_file": "encryption-key-file",
+            "old_keys": "old-encryption-key-file",
+            "compression": "compression",
+        },
+    )
+    try:
+        layers.check()
+    except ConfigError as e:
+        raise ConfigError(f"<s3blobstorage>: {e}") from None
+    return layers
+
+
 def backends_from_section(section: Any) -> Backends:
     """The (unopened) backends a section describes: for uploads, for downloads (None: the same one),
     and a factory of the bucket's root (None unless the backend is a prefix in an S3 bucket)."""
@@ -198,6 +222,7 @@ class S3BlobStorageFactory(BaseConfig):
 
     def open(self) -> S3BlobStorage:
         section = self.config
+        layers = layers_from_section(section)
         backend, download, bucket_root = backends_from_section(section)
         open_existing(backend, bucket_root, section.create_bucket)
         try:
@@ -215,6 +240,9 @@ class S3BlobStorageFactory(BaseConfig):
                 upload_workers=section.upload_workers,
                 download_backend=download,
                 owns_backend=True,
+                encryption_key_file=layers.key_file,
+                old_encryption_keys=layers.old_keys,
+                compression=layers.compression,
             )
         except BaseException:
             base.close()
