@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..backends.base import Backend, ItemInfo
@@ -73,13 +73,11 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
         data: dict[str, Any] = {"name": args.name, "size": info.size, "directory": info.directory,
                                 "mtime": info.mtime}
         if not info.directory:
-            stat = getattr(target.backend, "stat", None)
-            if stat is not None:
-                meta = stat(name)
-                for key in ("etag", "checksums", "content_type", "content_disposition", "metadata", "storage_class"):
-                    value = getattr(meta, key, None)
-                    if value:
-                        data[key] = value
+            meta = target.backend.stat(name)
+            for key in ("etag", "checksums", "content_type", "content_disposition", "metadata", "storage_class"):
+                value = getattr(meta, key, None)
+                if value:
+                    data[key] = dict(value) if isinstance(value, Mapping) else value
             if args.hash:
                 data["sha256"] = target.backend.hash(name)
         text = "\n".join(f"{k}: {v}" for k, v in data.items())

@@ -65,7 +65,7 @@ def cmd_tag(args: argparse.Namespace, out: Output) -> int:
             if not key:
                 raise UsageError("tag find takes KEY or KEY=VALUE")
             prefix = target.name(args.prefix)
-            found = [target.rel(n) for n in be.find_by_tag(prefix, key, value if eq else None)]  # type: ignore[attr-defined]
+            found = [target.rel(n) for n in be.find_by_tag(key, value if eq else None, prefix=prefix)]
             out.result(found, "\n".join(found) if found else None)
             return 0
         name = check_user_name(target.name(args.name))
@@ -75,9 +75,9 @@ def cmd_tag(args: argparse.Namespace, out: Output) -> int:
         if args.tag_command == "get":
             tags = be.get_tags(name)
         elif args.tag_command == "set":
-            tags = be.update_tags(name, _pairs(args.tags))  # type: ignore[attr-defined]
+            tags = be.update_tags(name, _pairs(args.tags))
         else:
-            tags = be.update_tags(name, {k: None for k in args.keys})  # type: ignore[attr-defined]
+            tags = be.update_tags(name, dict.fromkeys(args.keys))
         out.result(tags, "\n".join(f"{k}={v}" for k, v in sorted(tags.items())))
     return 0
 
@@ -110,7 +110,7 @@ def cmd_multipart(args: argparse.Namespace, out: Output) -> int:
                 lines.append(f"would abort {len(rows)} upload(s)")
             out.result(rows, "\n".join(lines) if lines else None)
             return 0
-        count = be.abort_stale_multipart(args.older_than, prefix)  # type: ignore[attr-defined]
+        count = be.abort_stale_multipart(args.older_than, prefix)
         out.result({"aborted": count, "older_than": args.older_than},
                    f"aborted {count} multipart upload(s) older than {args.older_than:g} s")
     return 0

@@ -11,6 +11,7 @@ The bar is drawn only when stderr is a terminal, never with ``--json`` or ``-q``
 from __future__ import annotations
 
 import io
+import os
 import sys
 import threading
 import time
@@ -60,6 +61,11 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
+            try:
+                width, rows = os.get_terminal_size(sys.stderr.fileno())
+            except (OSError, ValueError):
+                width, rows = 0, 0
+
             self.bar = tqdm(
                 total=total_bytes,
                 unit="B",
@@ -68,7 +74,9 @@ class Progress:
                 desc=desc,
                 file=sys.stderr,
                 mininterval=0.1,
-                dynamic_ncols=True,
+                dynamic_ncols=width > 0,
+                ncols=None if width > 0 else 80,  # a terminal that reports no size still gets a bar
+                nrows=None if rows > 0 else 24,
                 leave=False,
             )
 

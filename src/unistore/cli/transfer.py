@@ -20,7 +20,7 @@ from typing import Any
 from . import logs
 from .output import Interrupted
 from .progress import Cancel, Cancelled, Progress, human
-from .tree import Entry, Filters, Side, TempFiles, copy_one
+from .tree import Entry, Filters, Side, TempFiles, copy_one, digest_algorithm
 
 GRACE_SECONDS = 0.8  # how long an interrupted command waits for transfers to clean up
 
@@ -44,7 +44,8 @@ def differs(
     if s.size != d.size:
         return True
     if checksum:
-        return src.digest(rel, cancel) != dst.digest(rel, cancel)
+        algorithm = digest_algorithm(src, dst)
+        return src.digest(rel, cancel, algorithm) != dst.digest(rel, cancel, algorithm)
     if size_only:
         return False
     # the source is newer than the copy: a local copy carries the source mtime, a backend copy the

@@ -22,7 +22,7 @@ from .locations import Session, Target, check_user_name, parent_url
 from .output import Output, UsageError
 from .progress import Cancel, Progress, ProgressReader, ProgressWriter, human
 from .transfer import Plan, Runner, copy_jobs, differs, plan, summary_data, summary_text
-from .tree import Entry, Filters, Side, TempFiles, hidden_name, open_local_source
+from .tree import Entry, Filters, Side, TempFiles, digest_algorithm, hidden_name, open_local_source
 
 DEFAULT_TRANSFERS = 8
 
@@ -255,9 +255,12 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
         extra = sorted(set(d_files) - set(s_files))
         differ: list[str] = []
         common = sorted(set(s_files) & set(d_files))
+        algorithm = digest_algorithm(src, dst)
         for rel in common:
             s, d = s_files[rel], d_files[rel]
-            if s.size != d.size or (not args.size_only and src.digest(rel, cancel) != dst.digest(rel, cancel)):
+            if s.size != d.size or (
+                not args.size_only and src.digest(rel, cancel, algorithm) != dst.digest(rel, cancel, algorithm)
+            ):
                 differ.append(rel)
         lines = [f"missing on {dst.label}: {r}" for r in missing]
         lines += [f"only on {dst.label}: {r}" for r in extra]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from ..backends.base import Backend
+from ..backends.capabilities import CHECKSUMS
 from ..errors import ObjectNotFound
 from ..names import DEL_SUFFIX, HID_SUFFIX, TMP_SUFFIX
 from .locations import Target
@@ -150,9 +151,13 @@ class Side:
         return Entry(info.size, info.mtime)
 
     # ----------------------------------------------------------------- content
-    def digest(self, rel: str, cancel: Cancel) -> str:
-        """sha256 of a file's content, streamed."""
-        h = hashlib.sha256()
+    def digest(self, rel: str, cancel: Cancel, algorithm: str = "sha256") -> str:
+        """Hex digest of a file's content: from the backend's stat() where it knows it, else streamed."""
+        if self.target is not None and self.backend.supports(CHECKSUMS):
+            known = self.backend.stat(self.where(rel)).checksums.get(algorithm)
+            if known:
+                return known
+        h = hashlib.new(algorithm)
         sink = ProgressWriter(_HashFile(h), None, cancel)  # type: ignore[arg-type]
         if self.local is not None:
             with open(self.where(rel), "rb") as f:
@@ -178,6 +183,13 @@ class _HashFile:
 
     def flush(self) -> None:
         pass
+
+
+def digest_algorithm(*sides: Side) -> str:
+    """md5 when a backend side reports it without a download (S3's ETag), else sha256."""
+    if any(s.target is not None and s.backend.supports(CHECKSUMS) for s in sides):
+        return "md5"
+    return "sha256"
 
 
 def hidden_name(rel: str) -> bool:
