@@ -114,9 +114,14 @@ class Session:
     def is_remote_or_url(self, spec: str) -> bool:
         return split_remote(spec, self.remotes) is not None or url_scheme(spec) is not None
 
+    def is_named_remote(self, spec: str) -> bool:
+        return split_remote(spec, self.remotes) is not None
+
     def resolve(self, spec: str) -> tuple[str, dict[str, Any], str]:
         """``(backend URL, options, path inside it)`` for a URL or ``NAME:path``."""
         found = split_remote(spec, self.remotes)
+        if found is None and spec in self.remotes:
+            found = self.remotes[spec], ""
         if found is not None:
             remote, path = found
             return remote.url, {**remote.all_options(), **self.options}, path
@@ -126,9 +131,9 @@ class Session:
             name = spec.split(":", 1)[0]
             raise UsageError(
                 f"{name!r} is neither a named remote (see unistore remote ls) nor a backend scheme; "
-                f"for a local path write ./{spec}"
+                f"for a local path write ./{redact(spec)}"
             )
-        raise UsageError(f"{spec!r} is not a backend URL or a named remote")
+        raise UsageError(f"{redact(spec)!r} is not a backend URL or a named remote")
 
     def open_unopened(self, url: str, options: dict[str, Any]) -> Backend:
         """The backend of ``url`` with ``options``, created but not opened (for create/destroy)."""

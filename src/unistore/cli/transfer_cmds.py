@@ -77,7 +77,7 @@ def dest_side(session: Session, spec: str, src_base: str) -> tuple[Side, str]:
             return Side(local=path), src_base
         return Side(local=os.path.dirname(os.path.abspath(path))), os.path.basename(path)
     url, options, path = session.resolve(spec)
-    if session.is_remote_or_url(spec) and ":" in spec and url != spec:  # a named remote
+    if session.is_named_remote(spec):
         target = session.open(url, options, "", create=True)
         if not path or spec.endswith("/"):
             return Side(target=target), join(path, src_base)
