@@ -205,6 +205,10 @@ def error_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (["-o", "do_fsync=maybe", "ls"], ["do_fsync", "boolean"]),
         (["-o", "novalue", "ls"], ["key=value"]),
         (["cp", "nosuchremote:x", "/tmp/y"], ["nosuchremote", "named remote"]),
+        (["cp", "onlyone"], ["required", "dst"]),
+        (["multipart", "cleanup", "--older-than", "soon"], ["not a duration"]),
+        (["tag", "set", "k", "novalue"], ["key=value"]),
+        (["--url", "s3:k:s@http://127.0.0.1:9/Bad_Bucket", "create"], ["invalid bucket name"]),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(
@@ -274,7 +278,7 @@ def _unprivileged(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------- logging, memory, plugins
-def test_verbose_shows_operations_and_log_file_keeps_them_without_secrets(tmp_path: Path, store: dict[str, str]) -> None:
+def test_verbose_shows_operations_and_log_file_without_secrets(tmp_path: Path, store: dict[str, str]) -> None:
     log = tmp_path / "log.txt"
     r = run("-v", "--log-file", str(log), "put", "a", "-", stdin=b"x" * 1234, env=store)
     assert r.returncode == 0
@@ -310,7 +314,10 @@ def test_plugin_command_groups_come_from_entry_points() -> None:
 
 def test_zodb_gc_config_errors_are_one_line(tmp_path: Path) -> None:
     conf = tmp_path / "z.conf"
-    conf.write_text("%import unistore.adapters.zodb\n<zodb>\n  <s3blobstorage>\n    bucket-name $UNSET_VARIABLE_X\n  </s3blobstorage>\n</zodb>\n")
+    conf.write_text(
+        "%import unistore.adapters.zodb\n<zodb>\n  <s3blobstorage>\n    bucket-name $UNSET_VARIABLE_X\n"
+        "  </s3blobstorage>\n</zodb>\n"
+    )
     one_line_error(run("zodb", "gc", "--config", str(conf)), 2, "UNSET_VARIABLE_X")
     conf.write_text("<zodb>\n  <nosuchsection>\n  </nosuchsection>\n</zodb>\n")
     one_line_error(run("zodb", "gc", "--config", str(conf)), 2, "configuration")

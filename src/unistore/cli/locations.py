@@ -147,7 +147,10 @@ class Session:
         if url_scheme(url) == "memory" and not self._warned_memory:
             self._warned_memory = True
             self.out.note("memory:// keeps data only inside this process: nothing persists after the command")
-        return open_backend(url, **options)
+        be = open_backend(url, **options)
+        if url_scheme(url) in ("s3", "b2"):
+            _check_bucket(getattr(be, "bucket", None))
+        return be
 
     def open(self, url: str, options: dict[str, Any], path: str = "", *, create: bool = False) -> Target:
         be = self.open_unopened(url, options)
@@ -168,6 +171,20 @@ class Session:
         """The store of ``--url`` (or ``spec``), opened."""
         url, options, path = self.resolve(spec or self.store_spec())
         return self.open(url, options, path, create=create)
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_bucket(bucket: object) -> None:
+    """S3's bucket naming rules, so that a typo is a usage error, not a failed request."""
+    if not isinstance(bucket, str):
+        return
+    if not _BUCKET.match(bucket) or ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
+        raise UsageError(
+            f"invalid bucket name {bucket!r}: 3-63 characters of lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
 
 
 def parent_url(url: str) -> tuple[str, str] | None:

@@ -11,11 +11,12 @@ help, or for completion, so the built-in commands start fast.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from . import item_cmds, logs, object_cmds, remote_cmds, store_cmds, transfer_cmds
@@ -29,6 +30,20 @@ BUILTIN_COMMANDS = frozenset(
      "multipart", "remote", "completion", "create", "destroy", "demo", "bench"}
 )
 _VALUE_OPTIONS = frozenset({"--url", "-o", "--option", "--log-file"})
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr (and a JSON object with --json), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        line = f"{self.prog}: error: {message} (see {self.prog} --help)"
+        print(line, file=sys.stderr)
+        if _JSON_REQUESTED[0]:
+            print(json.dumps({"error": {"type": "UsageError", "message": message, "exit_code": 2}}))
+        sys.exit(2)
+
+
+_JSON_REQUESTED = [False]
 
 
 def _common_options(parser: argparse.ArgumentParser, top: bool) -> argparse.ArgumentParser:
@@ -50,7 +65,7 @@ def _common_options(parser: argparse.ArgumentParser, top: bool) -> argparse.Argu
 
 def _common() -> argparse.ArgumentParser:
     # a new one per sub-parser: "resolve" conflict handling edits the actions it shares with a parent
-    return _common_options(argparse.ArgumentParser(add_help=False), False)
+    return _common_options(Parser(add_help=False), False)
 
 
 def _patch(sub: Any) -> Any:
@@ -111,7 +126,7 @@ def _first_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The full parser; plugins are left out when ``argv`` runs a built-in command."""
     p = _common_options(
-        argparse.ArgumentParser(
+        Parser(
             prog="unistore",
             description="Copy, sync and manage data on any unistore backend (local, sftp, s3, rclone, ...).",
             epilog="See docs/cli.md. Exit codes: 0 ok, 1 failed, 2 bad input, 130 interrupted.",
@@ -134,6 +149,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _JSON_REQUESTED[0] = "--json" in argv
     parser = build_parser(argv)
     if "_ARGCOMPLETE" in os.environ:
         import argcomplete
