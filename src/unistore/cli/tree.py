@@ -29,6 +29,8 @@ from .locations import Target
 from .progress import Cancel, Progress, ProgressReader, ProgressWriter
 
 PART_SUFFIX = ".part"
+#: items up to this size are fetched with one load() (one request) instead of a streamed load_file()
+SMALL_ITEM = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def copy_one(
 ) -> int:
     """Copy one file; return the bytes copied. Nothing half-written stays behind on failure."""
     if dst.local is not None:
-        return _to_local(src, src_rel, dst.where(dst_rel), mtime, progress, cancel, temps)
+        return _to_local(src, src_rel, dst.where(dst_rel), size, mtime, progress, cancel, temps)
     name = dst.where(dst_rel)
     if src.local is not None:
         with open(src.where(src_rel), "rb") as f:
@@ -221,6 +223,14 @@ def copy_one(
             dst.backend.store_file(name, reader, size=size)  # type: ignore[arg-type]
         return size
     src_name = src.where(src_rel)
+    if size <= SMALL_ITEM:
+        cancel.check()
+        data = src.backend.load(src_name)
+        cancel.check()
+        dst.backend.store(name, data)
+        if progress is not None:
+            progress.add(len(data))
+        return len(data)
     if _overrides_open_reader(src.backend):
         with src.backend.open_reader(src_name) as stream:
             reader = ProgressReader(stream, progress, cancel, seekable=False)
@@ -234,7 +244,14 @@ def copy_one(
 
 
 def _to_local(
-    src: Side, src_rel: str, path: str, mtime: float, progress: Progress | None, cancel: Cancel, temps: TempFiles
+    src: Side,
+    src_rel: str,
+    path: str,
+    size: int,
+    mtime: float,
+    progress: Progress | None,
+    cancel: Cancel,
+    temps: TempFiles,
 ) -> int:
     directory, base = os.path.split(path)
     os.makedirs(directory, exist_ok=True)
@@ -246,6 +263,8 @@ def _to_local(
             if src.local is not None:
                 with open(src.where(src_rel), "rb") as sf:
                     shutil.copyfileobj(sf, writer, 1024 * 1024)  # type: ignore[misc]
+            elif size <= SMALL_ITEM:
+                writer.write(src.backend.load(src.where(src_rel)))
             else:
                 src.backend.load_file(src.where(src_rel), writer)  # type: ignore[arg-type]
             n = writer.written
