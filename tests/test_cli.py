@@ -94,7 +94,7 @@ def test_put_get_ls_info_mv_rm_undelete_stats(tmp_path: Path, store: dict[str, s
     src = tmp_path / "src.bin"
     payload = os.urandom(6 * 1024 * 1024)
     src.write_bytes(payload)
-    r = run("put", "docs/big.bin", str(src), "--json", env=env)
+    r = run("put", "docs/big.bin", str(src), "--json", env=env)  # a pipe: no progress bar
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["size"] == len(payload)
     assert r.stderr == b""  # no progress bar on a pipe

@@ -155,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import argcomplete
 
         argcomplete.autocomplete(parser)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed on one line
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     out = Output(getattr(args, "json", False))
     try:
         logs.setup(args.verbose or 0, args.log_file)
