@@ -29,8 +29,8 @@ from .locations import Target
 from .progress import Cancel, Progress, ProgressReader, ProgressWriter
 
 PART_SUFFIX = ".part"
-#: items up to this size are fetched with one load() (one request) instead of a streamed load_file()
-SMALL_ITEM = 1024 * 1024
+#: items up to this size (the largest part s3transfer buffers anyway) are fetched with one load(), one request
+SMALL_ITEM = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
