@@ -286,7 +286,8 @@ def test_verbose_shows_operations_and_log_file_without_secrets(tmp_path: Path, s
     assert "1234 bytes in" in log.read_text()
     quiet = run("put", "b", "-", stdin=b"x", env=store)
     assert quiet.stderr == b""
-    r = run("-v", "--url", "s3:AKIDUSER:TOPSECRET9876@http://127.0.0.1:9/bucket", "ls")
+    r = run("-vv", "--url", "s3:AKIDUSER:TOPSECRET9876@http://127.0.0.1:9/bucket", "ls")
+    assert r.returncode == 1 and b"botocore" in r.stderr  # -vv: the engines' own logs too
     assert b"TOPSECRET9876" not in r.stderr + r.stdout
 
 

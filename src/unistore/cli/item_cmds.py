@@ -97,19 +97,19 @@ def _walk_dirs(be: Backend, name: str) -> Iterator[str]:
             yield join(name, i.name)
 
 
-def _remove_tree(target: Target, name: str, dry_run: bool) -> tuple[list[str], int]:
+def _remove_tree(target: Target, name: str, dry_run: bool) -> list[str]:
+    """Delete every item below ``name``, then its directories; return the item names."""
     be = target.backend
     names = [join(name, i.name) for i in be.list_recursive(name) if not i.directory]
-    size = 0
     if dry_run:
-        return names, size
+        return names
     be.delete_many(names, missing_ok=True)
     for d in list(_walk_dirs(be, name)) + ([name] if name else []):
         try:
             be.rmdir(d)
         except (ObjectNotFound, DirectoryNotEmpty):
             pass
-    return names, size
+    return names
 
 
 def cmd_rm(args: argparse.Namespace, out: Output) -> int:
@@ -126,7 +126,7 @@ def cmd_rm(args: argparse.Namespace, out: Output) -> int:
                     raise UsageError(f"{arg!r} is a directory: use rm -r {arg} to delete it and all it holds")
                 if args.soft:
                     raise UsageError("rm --soft works on items, not directories")
-                names, _ = _remove_tree(target, name, args.dry_run)
+                names = _remove_tree(target, name, args.dry_run)
                 removed.extend(target.rel(n) for n in names)
                 continue
             if args.dry_run:

@@ -108,7 +108,7 @@ class Runner:
     def run(self, jobs: list[tuple[str, Callable[[], int]]]) -> Outcome:
         outcome = Outcome()
         lock = threading.Lock()
-        todo: queue.Queue[tuple[str, Callable[[], int]] | None] = queue.Queue()
+        todo: queue.Queue[tuple[str, Callable[[], int]]] = queue.Queue()
         for job in jobs:
             todo.put(job)
         active = [0]
@@ -121,7 +121,7 @@ class Runner:
                     item = todo.get_nowait()
                 except queue.Empty:
                     return
-                if item is None or self.cancel.is_set():
+                if self.cancel.is_set():
                     with lock:
                         remaining[0] -= 1
                         if remaining[0] <= 0:

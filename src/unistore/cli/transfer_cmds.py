@@ -22,20 +22,19 @@ from .locations import Session, Target, check_user_name, parent_url
 from .output import Output, UsageError
 from .progress import Cancel, Progress, ProgressReader, ProgressWriter, human
 from .transfer import Plan, Runner, copy_jobs, differs, plan, summary_data, summary_text
-from .tree import Entry, Filters, Side, TempFiles, digest_algorithm, hidden_name, open_local_source
+from .tree import Filters, Side, TempFiles, digest_algorithm, hidden_name, open_local_source
 
 DEFAULT_TRANSFERS = 8
 
 
 # ----------------------------------------------------------------- resolving locations
-def _is_backend(session: Session, spec: str) -> bool:
-    if os.path.exists(spec) or spec.startswith(("/", "./", "../", "~")) or ":" not in spec.split("/", 1)[0]:
-        return False
-    return True
+def _is_backend(spec: str) -> bool:
+    """A ``:`` before the first ``/`` makes a remote or a URL, unless the path exists locally."""
+    return not (os.path.exists(spec) or spec.startswith(("/", "./", "../", "~")) or ":" not in spec.split("/", 1)[0])
 
 
 def tree_side(session: Session, spec: str, *, create: bool) -> Side:
-    if not _is_backend(session, spec):
+    if not _is_backend(spec):
         return Side(local=os.path.expanduser(spec))
     url, options, path = session.resolve(spec)
     return Side(target=session.open(url, options, path, create=create))
@@ -54,7 +53,7 @@ def _dir_exists(target: Target) -> bool:
 
 def item_side(session: Session, spec: str) -> tuple[Side, str]:
     """A single source item: ``(side, relative name)``."""
-    if not _is_backend(session, spec):
+    if not _is_backend(spec):
         path = os.path.expanduser(spec)
         if os.path.isdir(path):
             raise UsageError(f"{spec} is a directory: use cp -r to copy a tree")
@@ -71,7 +70,7 @@ def item_side(session: Session, spec: str) -> tuple[Side, str]:
 
 def dest_side(session: Session, spec: str, src_base: str) -> tuple[Side, str]:
     """Where a single item goes: ``(side, relative name)``."""
-    if not _is_backend(session, spec):
+    if not _is_backend(spec):
         path = os.path.expanduser(spec)
         if spec.endswith("/") or os.path.isdir(path):
             return Side(local=path), src_base
@@ -423,5 +422,3 @@ def register(sub: Any, location_completer: Any) -> None:
     p.add_argument("--size", type=int, default=None, help="at most this many bytes")
     p.set_defaults(func=cmd_get)
 
-
-__all__ = ["Entry", "register"]
