@@ -3,7 +3,7 @@ and OpenSSH; progress bars and Ctrl-C in a pseudo-terminal.
 
 Ctrl-C is a real ``\\x03`` typed into the terminal the CLI runs in; "within a second" is measured by
 the benchmark-free check that the process ends by itself, and by what is left: no object, no
-pending multipart upload, no ``.part`` or temp file, on S3, posixfs and SFTP.
+pending multipart upload, no ``.part`` or temp file, on S3, posixfs, SFTP and rclone.
 """
 
 from __future__ import annotations
@@ -311,7 +311,9 @@ def test_ctrl_c_during_get_and_cp_leaves_no_part_file(s3_big: str, tmp_path: Pat
     assert len(list(dest.rglob("*"))) < len(complete)
 
 
-def test_ctrl_c_during_cp_to_posixfs_and_sftp_leaves_nothing(sshd: Any, big_file: Path, tmp_path: Path) -> None:
+def test_ctrl_c_during_cp_to_posixfs_sftp_and_rclone_leaves_nothing(
+    sshd: Any, big_file: Path, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     os.link(big_file, src / "big.bin")
@@ -326,3 +328,10 @@ def test_ctrl_c_during_cp_to_posixfs_and_sftp_leaves_nothing(sshd: Any, big_file
     rc, out, typed = run_pty([*opts, "cp", str(big_file), url + "/"], {}, interrupt_when=mid_transfer)
     assert typed and rc == 130, out[-1000:]
     assert [p.name for p in Path(sshd.abs_path(url.rsplit("/", 1)[-1])).rglob("*")] == []
+    rdir = tmp_path / "rclone"
+    rdir.mkdir()
+    assert run("--url", f"rclone:{rdir}", "create").returncode == 0
+    argv = ["--url", f"rclone:{rdir}", "put", "big.bin", str(big_file)]
+    rc, out, typed = run_pty(argv, {}, interrupt_when=mid_transfer)
+    assert typed and rc == 130, out[-1000:]
+    assert [p.name for p in rdir.rglob("*")] == []
