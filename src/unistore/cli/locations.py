@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from ..backends.base import Backend
 from ..errors import BackendDoesNotExist, BackendURLInvalid
+from ..layers.stack import wrap_data_layers
 from ..names import DEL_SUFFIX, HID_SUFFIX, TMP_SUFFIX, check_name, join
 from ..url import open_backend, redact, split_query, url_scheme
 from . import logs
@@ -150,6 +151,10 @@ class Session:
         be = open_backend(url, **options)
         if url_scheme(url) in ("s3", "b2"):
             _check_bucket(getattr(be, "bucket", None))
+        key_file = getattr(self.args, "encrypt_key_file", None) or os.environ.get("UNISTORE_ENCRYPT_KEY_FILE")
+        compression = getattr(self.args, "compress", None)
+        if key_file or compression:
+            be = wrap_data_layers(be, encryption_key_file=key_file, compression=compression)
         return be
 
     def open(self, url: str, options: dict[str, Any], path: str = "", *, create: bool = False) -> Target:

@@ -29,7 +29,7 @@ BUILTIN_COMMANDS = frozenset(
     {"cp", "sync", "check", "put", "get", "ls", "info", "rm", "mv", "undelete", "du", "stats", "presign", "tag",
      "multipart", "remote", "completion", "create", "destroy", "demo", "bench"}
 )
-_VALUE_OPTIONS = frozenset({"--url", "-o", "--option", "--log-file"})
+_VALUE_OPTIONS = frozenset({"--url", "-o", "--option", "--log-file", "--encrypt-key-file", "--compress"})
 
 
 class Parser(argparse.ArgumentParser):
@@ -60,6 +60,9 @@ def _common_options(parser: argparse.ArgumentParser, top: bool) -> argparse.Argu
     parser.add_argument("-v", "--verbose", action="count", default=d(0),
                         help="-v: unistore's operations with time and volume; -vv: also the engines' logs")
     parser.add_argument("--log-file", default=d(None), metavar="FILE", help="also write the log to FILE")
+    parser.add_argument("--encrypt-key-file", default=d(None), metavar="FILE",
+                        help="encrypt values client-side with this 32-byte key ($UNISTORE_ENCRYPT_KEY_FILE)")
+    parser.add_argument("--compress", default=d(None), metavar="zstd[:LEVEL]", help="compress values client-side")
     return parser
 
 
