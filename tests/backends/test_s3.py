@@ -19,7 +19,7 @@ from tests.servers.moto import MotoS3
 from tests.servers.s3endpoint import created_backend
 from tests.servers.seaweedfs import SeaweedFS
 from unistore.backends.base import CAPABILITIES
-from unistore.backends.s3 import S3Backend
+from unistore.backends.s3 import S3Backend, listing
 from unistore.errors import (
     BackendAlreadyExists,
     BackendDoesNotExist,
@@ -63,22 +63,23 @@ def http(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes]:
 # ---------------------------------------------------------------------- URLs and options
 def test_url_with_keys_endpoint_and_prefix() -> None:
     be = S3Backend.from_url("s3:AK%3Ax:se%2Fc%40ret@http://127.0.0.1:9000/bucket/some/prefix/")
-    assert (be.access_key, be.bucket, be.prefix, be.endpoint_url) == (
+    assert (be.config.access_key, be.bucket, be.prefix, be.config.endpoint_url) == (
         "AK:x",
         "bucket",
         "some/prefix",
         "http://127.0.0.1:9000",
     )
-    assert be._secret is not None and be._secret.value == "se/c@ret"
-    assert be.use_ssl is False and be.checksum == "when_supported"
+    assert be.config.secret is not None and be.config.secret.value == "se/c@ret"
+    assert be.config.use_ssl is False and be.config.checksum == "when_supported"
     assert "se/c@ret" not in repr(be) and "se%2Fc%40ret" not in repr(be)
 
 
 def test_url_profile_aws_and_b2() -> None:
     be = S3Backend.from_url("s3:myprofile@/bucket")
-    assert (be.profile, be.access_key, be.endpoint_url, be.prefix, be.use_ssl) == ("myprofile", None, None, "", True)
+    cfg = be.config
+    assert (cfg.profile, cfg.access_key, cfg.endpoint_url, be.prefix, cfg.use_ssl) == ("myprofile", None, None, "", True)
     b2 = S3Backend.from_url("b2:kid:appkey@https://s3.us-west-004.backblazeb2.com/bkt/p")
-    assert b2.b2 and b2.checksum == "when_required" and b2.use_ssl
+    assert b2.config.b2 and b2.config.checksum == "when_required" and b2.config.use_ssl
     assert isinstance(open_backend("s3:/bucket/x", region="eu-central-1"), S3Backend)
 
 
@@ -97,9 +98,10 @@ def test_url_options() -> None:
         storage_class="STANDARD_IA",
         checksum="when_required",
     )
-    assert (be.region, be.addressing_style, be.connect_timeout, be.read_timeout) == ("eu-west-1", "path", 3.0, 7.0)
-    assert (be.max_attempts, be.bulk_workers, be.max_pool_connections) == (5, 4, 9)
-    assert (be.multipart_threshold, be.multipart_chunksize, be.storage_class) == (32 << 20, 16 << 20, "STANDARD_IA")
+    cfg = be.config
+    assert (cfg.region, cfg.addressing_style, cfg.connect_timeout, cfg.read_timeout) == ("eu-west-1", "path", 3.0, 7.0)
+    assert (cfg.max_attempts, be.bulk_workers, cfg.max_pool_connections) == (5, 4, 9)
+    assert (cfg.multipart_threshold, cfg.multipart_chunksize, cfg.storage_class) == (32 << 20, 16 << 20, "STANDARD_IA")
 
 
 @pytest.mark.parametrize("url", ["s3:", "s3:bucket", "s3:ftp://host/bucket", "s3:k:s@http://h", "x3:/b"])
@@ -130,7 +132,7 @@ def test_sse_c_over_plain_http_needs_opt_in() -> None:
         S3Backend.from_url("s3:k:s@http://127.0.0.1:1/b", sse_customer_key=SSE_KEY)
     be = S3Backend.from_url("s3:k:s@http://127.0.0.1:1/b", sse_customer_key=SSE_KEY, allow_insecure_sse_c=True)
     assert SSE_KEY not in repr(be) and SSE_KEY not in repr(vars(be))
-    assert S3Backend.from_url("s3:k:s@https://h/b", sse_customer_key=SSE_KEY).use_ssl
+    assert S3Backend.from_url("s3:k:s@https://h/b", sse_customer_key=SSE_KEY).config.use_ssl
 
 
 def test_capabilities_declared() -> None:
@@ -204,7 +206,7 @@ def test_pagination_past_1000_keys(sw_backend: S3Backend) -> None:
     assert [i.name for i in listed[:-1]] == sorted(k.split("/", 1)[1] for k in items)
     rec = list(sw_backend.list_recursive("many"))
     assert len(rec) == 1106 and rec[-1].name == "sub/deep"
-    assert sw_backend._delete_prefix(sw_backend._root + "many/") == 1106
+    assert listing.delete_prefix(sw_backend.client, sw_backend.bucket, sw_backend._root + "many/") == 1106
     assert [i for i in sw_backend.list("many") if not i.directory] == []  # SeaweedFS keeps empty folders
 
 
