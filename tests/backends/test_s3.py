@@ -77,7 +77,8 @@ def test_url_with_keys_endpoint_and_prefix() -> None:
 def test_url_profile_aws_and_b2() -> None:
     be = S3Backend.from_url("s3:myprofile@/bucket")
     cfg = be.config
-    assert (cfg.profile, cfg.access_key, cfg.endpoint_url, be.prefix, cfg.use_ssl) == ("myprofile", None, None, "", True)
+    assert (cfg.profile, cfg.access_key, cfg.endpoint_url, be.prefix) == ("myprofile", None, None, "")
+    assert cfg.use_ssl
     b2 = S3Backend.from_url("b2:kid:appkey@https://s3.us-west-004.backblazeb2.com/bkt/p")
     assert b2.config.b2 and b2.config.checksum == "when_required" and b2.config.use_ssl
     assert isinstance(open_backend("s3:/bucket/x", region="eu-central-1"), S3Backend)

@@ -38,14 +38,14 @@ def test_store_racing_a_move_is_never_lost(engine_backend: S3Backend) -> None:
         be.store(src, old)
         gate = threading.Barrier(2)
 
-        def mover() -> None:
+        def mover(gate: threading.Barrier, src: str, dst: str) -> None:
             gate.wait()
             try:
                 be.move(src, dst)
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
 
-        t = threading.Thread(target=mover)
+        t = threading.Thread(target=mover, args=(gate, src, dst))
         t.start()
         gate.wait()
         be.store(src, new)  # acknowledged when it returns

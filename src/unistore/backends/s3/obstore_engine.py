@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...errors import CredentialsError
+from ...errors import CredentialsError, PermissionDenied
 from .boto3_engine import Head
 from .config import MiB, S3Config
 from .errors import RangeNotSatisfiable, is_not_found, translate
@@ -60,7 +60,7 @@ def make_store(cfg: S3Config, session: Any, endpoint: str | None, *, checksum: b
     """An obstore ``S3Store`` for the bucket at ``endpoint`` (None: AWS)."""
     from obstore.store import S3Store
 
-    config: dict[str, Any] = {"region": cfg.region, "unsigned_payload": cfg.unsigned_payload}
+    config: dict[str, Any] = {"region": cfg.region or "us-east-1", "unsigned_payload": cfg.unsigned_payload}
     if checksum:  # object-lock buckets refuse writes without a content checksum
         config["checksum_algorithm"] = "sha256"
     if endpoint:
@@ -111,7 +111,14 @@ class ObstoreEngine:
         except Exception as e:
             if is_not_found(e):
                 return None
-            raise translate(e, f"info {name}") from None
+            error = translate(e, f"info {name}")
+            if isinstance(error, PermissionDenied):  # a HEAD has no body: ask a GET whether it is the signature
+                try:
+                    obstore.get_range(self.store, key, start=0, length=1)
+                except Exception as probe:
+                    if isinstance(translate(probe, ""), CredentialsError):
+                        error = translate(probe, f"info {name}")
+            raise error from None
         etag = meta.get("e_tag")
         return Head(meta["size"], meta["last_modified"].timestamp(), etag, meta.get("version"))
 
