@@ -99,11 +99,11 @@ class Uploader:
             while inflight:
                 done, inflight = _wait_any(inflight)
                 parts += [f.result() for f in done]
-        except BaseException:
+        except BaseException as e:
             for f in inflight:
                 f.cancel()
             running = [f for f in inflight if not f.done()]
-            if running:
+            if running and not isinstance(e, BackendConnectionError):  # a dead server: no extra wait
                 wait(running, timeout=ABORT_GRACE)
             late += [f for f in running if not f.done()]
             raise
