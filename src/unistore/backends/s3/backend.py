@@ -31,7 +31,7 @@ from .errors import RangeNotSatisfiable, is_precondition_failed, translate
 from .multipart import S3Multipart
 from .obstore_engine import ObstoreEngine, make_store, obstore_blockers
 from .redact import protect
-from .streams import IterReader, LimitedReader, ViewReader, regular_fd, remaining_size
+from .streams import IterReader, LimitedReader, PrefixedReader, ViewReader, read_full, regular_fd, remaining_size
 from .transfer import Uploader, parallel_download
 
 log = logging.getLogger("unistore.backends.s3")
@@ -456,15 +456,37 @@ class S3Backend(S3Capabilities, S3Multipart, Backend):
         A failure or a KeyboardInterrupt aborts the upload this call created (and no other).
         """
         self._check_open()
+        self._check_store_target(name)
+        self._store_stream(name, file, size, None)
+
+    def _store_stream(self, name: str, file: IO[bytes], size: int | None, extra: dict[str, Any] | None) -> None:
+        """One PUT for less than ``multipart_threshold`` bytes (also of a stream of unknown size), else multipart.
+
+        ``extra``: PutObject arguments (metadata); None for a plain store on the data engine.
+        """
         key = self._key(name)
+        threshold = self.config.multipart_threshold
         if size is None:
             size = remaining_size(file)
-        if size is not None and size < self.config.multipart_threshold:
-            self.store(name, file.read(size))
+        src: IO[bytes]
+        if size is None:
+            first = read_full(file, threshold)
+            if len(first) < threshold:
+                self._put_small(key, name, first, extra)
+                return
+            src = PrefixedReader(first, file)  # type: ignore[assignment]
+        elif size < threshold:
+            self._put_small(key, name, read_full(file, size), extra)
             return
-        self._check_store_target(name)
-        src = LimitedReader(file, size) if size is not None else file
-        self._upload(key, name, src, size, self._boto_put_extra())  # type: ignore[arg-type]
+        else:
+            src = LimitedReader(file, size)  # type: ignore[assignment]
+        self._upload(key, name, src, size, self._boto_put_extra() if extra is None else extra)
+
+    def _put_small(self, key: str, name: str, data: bytes, extra: dict[str, Any] | None) -> None:
+        if extra is None:
+            self._data.put(key, name, data)
+        else:
+            self._call(f"store {name}", self._client.put_object, Bucket=self.bucket, Key=key, Body=data, **extra)
 
     def load_file(self, name: str, file: IO[bytes], *, offset: int = 0, size: int | None = None) -> int:
         """Stream ``name`` (or a range) into ``file``; large objects of a regular file in parallel ranges."""

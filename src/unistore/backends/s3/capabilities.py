@@ -9,8 +9,9 @@ object would need the key in the request, so the URL could not be handed out);
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from ...errors import ConfigError
@@ -86,6 +87,8 @@ class S3Capabilities:
         def _upload(self, key: str, name: str, file: IO[bytes], size: int | None, extra: dict[str, Any]) -> str: ...
         def store(self, name: str, value: Any) -> None: ...
         def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None: ...
+        def _put_small(self, key: str, name: str, data: bytes, extra: dict[str, Any] | None) -> None: ...
+        def _store_stream(self, name: str, file: IO[bytes], size: int | None, extra: dict[str, Any] | None) -> None: ...
 
     def _sse(self) -> dict[str, Any]:
         return self._boto.sse if self._boto is not None else {}
@@ -135,27 +138,17 @@ class S3Capabilities:
             return
         assert self._boto is not None
         extra = {**self._boto.put_extra, **store_args(meta)}
-        key = self._key(name)
         self._check_store_target(name)
         if isinstance(data, bytes | bytearray | memoryview):
             view = memoryview(data).cast("B")
             if len(view) < self.config.multipart_threshold:
-                put = self._client.put_object
-                self._call(f"store {name}", put, Bucket=self.bucket, Key=key, Body=bytes(view), **extra)
+                self._put_small(self._key(name), name, bytes(view), extra)
                 return
             from .streams import ViewReader
 
-            self._upload(key, name, ViewReader(view), len(view), extra)  # type: ignore[arg-type]
+            self._upload(self._key(name), name, ViewReader(view), len(view), extra)  # type: ignore[arg-type]
             return
-        from .streams import LimitedReader, remaining_size
-
-        if size is None:
-            size = remaining_size(data)
-        if size is not None and size < self.config.multipart_threshold:
-            body = data.read(size)
-            self._call(f"store {name}", self._client.put_object, Bucket=self.bucket, Key=key, Body=body, **extra)
-            return
-        self._upload(key, name, LimitedReader(data, size) if size is not None else data, size, extra)  # type: ignore[arg-type]
+        self._store_stream(name, data, size, extra)
 
     # ------------------------------------------------------------------ presigned URLs
     def presign(
@@ -238,22 +231,37 @@ class S3Capabilities:
                 return None
             raise translate(e, f"get retention {name}") from None
         ret = resp.get("Retention") or {}
-        if not ret.get("Mode"):
-            return None
-        return ret["Mode"], ret["RetainUntilDate"]
+        until = aware(ret.get("RetainUntilDate"))
+        if not ret.get("Mode") or until is None or until <= datetime.now(UTC):
+            return None  # none, or lapsed: it protects nothing any more
+        return ret["Mode"], until
 
     def clear_retention(self, name: str) -> None:
-        """Remove a GOVERNANCE retention (bypassing it; needs s3:BypassGovernanceRetention)."""
+        """Remove a GOVERNANCE retention (bypassing it; needs s3:BypassGovernanceRetention).
+
+        COMPLIANCE cannot be removed (PermissionDenied). Services that cannot remove a retention
+        (SeaweedFS 4.x answers InvalidRequest) get it shortened to lapse at once: the call returns
+        when it has lapsed (within about two seconds).
+        """
         self.require(OBJECT_LOCK)
         self._check_open()
+        key = self._key(name)
+        try:
+            self._client.put_object_retention(Bucket=self.bucket, Key=key, Retention={}, BypassGovernanceRetention=True)
+            return
+        except Exception as e:
+            if error_code(e) not in ("InvalidRequest", "MalformedXML"):
+                raise translate(e, f"clear retention {name}") from None
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
         self._call(
             f"clear retention {name}",
             self._client.put_object_retention,
             Bucket=self.bucket,
-            Key=self._key(name),
-            Retention={},
+            Key=key,
+            Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until},
             BypassGovernanceRetention=True,
         )
+        time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.0)  # the service counts in seconds
 
     def set_legal_hold(self, name: str, on: bool) -> None:
         self.require(OBJECT_LOCK)

@@ -79,6 +79,47 @@ class IterReader(io.RawIOBase):
         super().close()
 
 
+class PrefixedReader(io.RawIOBase):
+    """``prefix`` (already read from ``file``), then the rest of ``file``."""
+
+    def __init__(self, prefix: bytes, file: IO[bytes]) -> None:
+        self.prefix = memoryview(prefix)
+        self.file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.prefix:
+            if size is None or size < 0:
+                size = len(self.prefix)
+            out = bytes(self.prefix[:size])
+            self.prefix = self.prefix[size:]
+            return out
+        return self.file.read(-1 if size is None else size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def read_full(file: IO[bytes], n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at EOF (a raw stream may return short reads)."""
+    first = file.read(n)
+    if not first or len(first) == n:
+        return first or b""
+    chunks = [first]
+    got = len(first)
+    while got < n:
+        more = file.read(n - got)
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
 def remaining_size(file: IO[bytes]) -> int | None:
     """Bytes left in ``file`` from its position, if it is a regular file (else None)."""
     try:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from ...errors import BackendConnectionError, ReadRangeError
 from .errors import translate
+from .streams import read_full
 
 log = logging.getLogger("unistore.backends.s3")
 
@@ -82,7 +83,7 @@ class Uploader:
         try:
             while True:
                 want = self.chunksize if left is None else min(self.chunksize, left)
-                data = _read_full(file, want) if want else b""
+                data = read_full(file, want) if want else b""
                 if not data and number > 0:
                     break
                 number += 1
@@ -198,22 +199,6 @@ class Uploader:
 def _wait_any(futures: set[Future[Any]]) -> tuple[set[Future[Any]], set[Future[Any]]]:
     done, pending = wait(futures, return_when=FIRST_COMPLETED)
     return done, pending
-
-
-def _read_full(file: IO[bytes], n: int) -> bytes:
-    """Up to ``n`` bytes, fewer only at EOF (a raw stream may return short reads)."""
-    first = file.read(n)
-    if not first or len(first) == n:
-        return first or b""
-    chunks = [first]
-    got = len(first)
-    while got < n:
-        more = file.read(n - got)
-        if not more:
-            break
-        chunks.append(more)
-        got += len(more)
-    return b"".join(chunks)
 
 
 def parallel_download(
