@@ -153,8 +153,11 @@ def test_huge_sizes_clip_like_posixfs(seaweedfs: SeaweedFS, sw: S3Backend, engin
 def test_names_behave_as_on_memory(sw: S3Backend) -> None:
     sw.store("d/inner", b"x")
     sw.store("item", b"i")
-    with pytest.raises(NameConflict):
-        sw.store("d", b"onto a directory")
+    sw.mkdir("empty")
+    for directory in ("d", "empty"):
+        with pytest.raises(NameConflict):
+            sw.store(directory, b"onto a directory")
+        assert sw.info(directory).directory
     with pytest.raises(NameConflict):
         sw.store_file("d", io.BytesIO(b"onto a directory"))
     with pytest.raises(NameConflict):
@@ -173,4 +176,4 @@ def test_names_behave_as_on_memory(sw: S3Backend) -> None:
     with pytest.raises(ObjectNotFound):
         sw.hash("d")
     assert sw.load("item") == b"i" and sw.load("d/inner") == b"x"
-    assert [i.name for i in sw.list("")] == ["d", "item"]
+    assert [(i.name, i.directory) for i in sw.list("")] == [("d", True), ("empty", True), ("item", False)]

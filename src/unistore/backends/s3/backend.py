@@ -283,24 +283,42 @@ class S3Backend(S3Capabilities, S3Multipart, Backend):
         return listing.recursive_entries(prefix, listing.chain_first(first, pages))
 
     def _is_dir(self, name: str) -> bool:
-        return listing.any_key(self._client, self.bucket, self._dir_prefix(name))
+        return self._first_below(name) is not None
+
+    def _first_below(self, name: str) -> str | None:
+        """The first key below directory ``name`` (its marker included), None if it is no directory."""
+        name = self._name(name, allow_root=True)
+        if not name:
+            return self._root
+        return self._data.first_key_below(self._key(name), name)  # type: ignore[no-any-return]
 
     def _check_store_target(self, name: str) -> None:
-        """NameConflict if ``name`` is a directory or one of its parents is an item (as memory:// does)."""
+        """NameConflict if ``name`` is a directory or one of its parents is an item (as memory:// does).
+
+        One LIST (on the data engine) before the PUT; asking alongside the PUT is not safe on
+        services with real directories (SeaweedFS replaces an empty directory by the item).
+        ``name_checks=False`` skips it (one round trip less per store; the contract is then not kept).
+        """
+        if not self.config.name_checks:
+            return
         if self._is_dir(name):
             raise NameConflict(f"{name} is a directory")
+        self._check_parents(name)
+
+    def _check_parents(self, name: str) -> None:
+        """NameConflict if a parent of ``name`` is an item (one HEAD per parent, once per instance)."""
         parts = name.strip("/").split("/")[:-1]
         for i in range(len(parts), 0, -1):
             parent = "/".join(parts[:i])
-            marker = self._dir_prefix(parent)
-            if marker in self._known_dirs:
+            if self._dir_prefix(parent) in self._known_dirs:
                 break
             if self._data.head(self._key(parent), parent) is not None:
                 raise NameConflict(f"{parent} is an item, not a directory")
-        with self._lock:
-            if len(self._known_dirs) > 100_000:
-                self._known_dirs.clear()
-            self._known_dirs.update(self._dir_prefix("/".join(parts[:i])) for i in range(1, len(parts) + 1))
+        if parts:
+            with self._lock:
+                if len(self._known_dirs) > 100_000:
+                    self._known_dirs.clear()
+                self._known_dirs.update(self._dir_prefix("/".join(parts[:i])) for i in range(1, len(parts) + 1))
 
     # ------------------------------------------------------------------ items
     def info(self, name: str) -> ItemInfo:
@@ -351,6 +369,7 @@ class S3Backend(S3Capabilities, S3Multipart, Backend):
         return data
 
     def store(self, name: str, value: Value) -> None:
+        """One PUT (multipart from ``multipart_threshold`` on); NameConflict onto a directory."""
         self._check_open()
         key = self._key(name)
         view = as_bytes_view(value)

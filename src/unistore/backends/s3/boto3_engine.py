@@ -139,11 +139,22 @@ class Boto3Engine:
         finally:
             body.close()
 
-    def put(self, key: str, name: str, data: Any) -> None:
+    def put(self, key: str, name: str, data: Any) -> Head:
+        """Store ``data``; the Head of what was written (ETag and version, size and mtime not filled in)."""
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **self.put_extra)
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **self.put_extra)
         except Exception as e:
             raise translate(e, f"store {name}") from None
+        return Head(0, 0, resp.get("ETag"), resp.get("VersionId"))
+
+    def first_key_below(self, key: str, name: str) -> str | None:
+        """The first key starting with ``key + "/"`` (a directory marker is ``key/``), or None."""
+        try:
+            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key + "/", MaxKeys=1)
+        except Exception as e:
+            raise translate(e, f"list {name}") from None
+        found = resp.get("Contents") or []
+        return str(found[0]["Key"]) if found else None
 
     def delete(self, key: str, name: str) -> None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ...errors import BackendURLInvalid, ConfigError
@@ -111,7 +111,7 @@ class S3Config:
     bypass_governance: bool = False
     unsigned_payload: bool = False
     b2: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    name_checks: bool = True
 
     @property
     def sse_b64(self) -> str | None:
@@ -155,6 +155,7 @@ def make_config(
     bypass_governance: bool = False,
     unsigned_payload: bool | None = None,
     b2: bool = False,
+    name_checks: bool = True,
 ) -> S3Config:
     """Check the options and return them as an :class:`S3Config` (ConfigError names a bad one)."""
     if not bucket:
@@ -216,4 +217,5 @@ def make_config(
         # like the AWS SDKs: over TLS the payload is protected already and need not be hashed into the signature
         unsigned_payload=ssl if unsigned_payload is None else as_bool(unsigned_payload, "unsigned_payload"),
         b2=b2,
+        name_checks=as_bool(name_checks, "name_checks"),
     )

@@ -155,13 +155,28 @@ class ObstoreEngine:
         except Exception as e:
             raise translate(e, f"load {name}") from None
 
-    def put(self, key: str, name: str, data: Any) -> None:
+    def put(self, key: str, name: str, data: Any) -> Head:
+        """Store ``data``; the Head of what was written (ETag and version, size and mtime not filled in)."""
         import obstore
 
         try:
-            obstore.put(self.store, key, data, use_multipart=False)
+            result = obstore.put(self.store, key, data, use_multipart=False)
         except Exception as e:
             raise translate(e, f"store {name}") from None
+        etag = result.get("e_tag")
+        return Head(0, 0, f'"{etag.strip(chr(34))}"' if etag else None, result.get("version"))
+
+    def first_key_below(self, key: str, name: str) -> str | None:
+        """The first key starting with ``key + "/"`` (a directory marker shows as ``key``), or None."""
+        import obstore
+
+        try:
+            for chunk in obstore.list(self.store, key, chunk_size=1):
+                for meta in chunk:
+                    return str(meta["path"])
+            return None
+        except Exception as e:
+            raise translate(e, f"list {name}") from None
 
     def delete(self, key: str, name: str) -> None:
         import obstore
