@@ -22,6 +22,7 @@ from ...errors import (
     ObjectNotFound,
     ReadRangeError,
 )
+from ...hashing import new_hash
 from ..base import Backend, ItemInfo, Value, as_bytes_view, ordered_map, resolve_range
 from . import listing
 from .boto3_engine import Boto3Engine, Head, copy_source_sse_args, is_aws_endpoint, make_client, make_session
@@ -540,13 +541,8 @@ class S3Backend(S3Capabilities, S3Multipart, Backend):
         return io.BufferedReader(raw, buffer_size=1 * MiB)  # type: ignore[return-value]
 
     def hash(self, name: str, algorithm: str = "sha256") -> str:
-        """Hex digest of the content, streamed (no value is held in memory)."""
-        import hashlib
-
-        try:
-            h = hashlib.new(algorithm)
-        except ValueError:
-            raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
+        """Hex digest of the content, streamed (no value is held in memory); hashlib's algorithms and blake3."""
+        h = new_hash(algorithm)
         self._check_open()
         key = self._key(name)
         head = self._head_existing(key, name)
