@@ -4,7 +4,6 @@ from :mod:`.capabilities` and :mod:`.multipart`)."""
 from __future__ import annotations
 
 import io
-import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -34,8 +33,6 @@ from .obstore_engine import ObstoreEngine, make_store, obstore_blockers
 from .redact import protect
 from .streams import IterReader, LimitedReader, PrefixedReader, ViewReader, read_full, regular_fd, remaining_size
 from .transfer import Uploader, parallel_download
-
-log = logging.getLogger("unistore.backends.s3")
 
 MAX_COPY_SIZE = 5 * GiB  # largest object a single CopyObject can copy
 MOVE_ROUNDS = 5  # copy attempts of a move whose source keeps changing under it

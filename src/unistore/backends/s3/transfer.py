@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from ...errors import BackendConnectionError, ReadRangeError
-from .errors import translate
+from .errors import is_precondition_failed, translate
 from .streams import read_full
 
 log = logging.getLogger("unistore.backends.s3")
@@ -184,6 +184,8 @@ class Uploader:
                     **plain,
                 )
             except Exception as e:
+                if is_precondition_failed(e):
+                    raise  # the source changed: the caller reads it again
                 raise translate(e, f"copy {name}") from None
             return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
 
