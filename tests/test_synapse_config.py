@@ -138,3 +138,33 @@ def test_synapse_reports_the_key() -> None:
     assert "media_storage_providers.<item 0>.config.threadpool_size" in text and "must be >= 1, not 0" in text
     cls, parsed = load_module({**provider, "config": S3}, ("media_storage_providers", "<item 0>"))
     assert cls.__name__ == "S3StorageProviderBackend" and parsed.url == "s3:/media"
+
+
+def test_encryption_and_compression_keys(tmp_path: Any) -> None:
+    """The provider takes the layers' options: media are encrypted (and compressed) in the backend."""
+    import os
+
+    from unistore.adapters.synapse.config import build_backend
+    from unistore.backends.posixfs import PosixFS
+    from unistore.layers.compress import CompressLayer
+    from unistore.layers.encrypt import EncryptLayer
+
+    key_file = tmp_path / "media.key"
+    key_file.write_bytes(os.urandom(32))
+    url = f"file://{tmp_path}/media"
+    parsed = parse_config({"url": url, "encryption_key_file": str(key_file), "compression": "zstd:5"})
+    backend = build_backend(parsed)
+    assert isinstance(backend, CompressLayer) and isinstance(backend.unwrap(), EncryptLayer)
+    raw = PosixFS(f"{tmp_path}/media")
+    raw.create()
+    with backend:
+        backend.store("local_content/ab/cd/efgh", b"a picture of a cat " * 100)
+        assert backend.load("local_content/ab/cd/efgh") == b"a picture of a cat " * 100
+    with raw:
+        assert b"cat" not in raw.load("local_content/ab/cd/efgh")
+    with pytest.raises(ProviderConfigError) as e:
+        parse_config({"url": url, "compression": "gzip"})
+    assert e.value.key == "compression"
+    with pytest.raises(ProviderConfigError) as e:
+        parse_config({"url": url, "encryption_key_file": str(tmp_path / "missing.key")})
+    assert e.value.key == "encryption_key_file"

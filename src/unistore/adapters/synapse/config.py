@@ -14,6 +14,7 @@ from typing import Any
 
 from ...backends.base import Backend
 from ...errors import ConfigError, UnistoreError
+from ...layers.stack import parse_compression, wrap_data_layers
 from ...names import check_name
 from ...url import open_backend, redact
 
@@ -57,6 +58,8 @@ OTHER_KEYS = (
     "auto_restore_monitor_interval",
     "auto_restore_batch_size",
     "auto_restore_max_bytes",
+    "encryption_key_file",
+    "compression",
     # the enhanced fork's
     "extra_args",
     "media_retention",
@@ -99,6 +102,8 @@ class ProviderConfig:
     auto_restore_batch_size: int = 50
     auto_restore_max_bytes: int = 1024**3
     delete_local_after_upload: bool = False
+    encryption_key_file: str | None = None
+    compression: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -345,7 +350,14 @@ def parse_config(config: Mapping[str, Any] | None) -> ProviderConfig:
         auto_restore_batch_size=batch,
         auto_restore_max_bytes=parse_size(config.get("auto_restore_max_bytes", 1024**3), "auto_restore_max_bytes"),
         delete_local_after_upload=delete_local,
+        encryption_key_file=_str(config, "encryption_key_file"),
+        compression=_str(config, "compression"),
     )
+    if parsed.compression is not None:
+        try:
+            parse_compression(parsed.compression)
+        except ConfigError as e:
+            raise ProviderConfigError("compression", str(e)) from None
     build_backend(parsed)  # constructing a backend validates its options; it does not connect
     return parsed
 
@@ -365,7 +377,7 @@ _OPTION_KEYS = (
 def build_backend(config: ProviderConfig) -> Backend:
     """The (not yet opened) backend the config names."""
     try:
-        return open_backend(config.url, **config.options)
+        backend = open_backend(config.url, **config.options)
     except TypeError as e:
         raise ProviderConfigError(
             "backend_options", f"not accepted by the {config.url.split(':')[0]} backend: {e}"
@@ -374,3 +386,12 @@ def build_backend(config: ProviderConfig) -> Backend:
         message = redact(str(e))
         key = next((k for hint, k in _OPTION_KEYS if hint in message.lower()), "url")
         raise ProviderConfigError(key, message) from None
+    if config.encryption_key_file is None and config.compression is None:
+        return backend
+    try:
+        return wrap_data_layers(
+            backend, encryption_key_file=config.encryption_key_file, compression=config.compression
+        )
+    except ConfigError as e:
+        key = "compression" if "compression" in str(e) else "encryption_key_file"
+        raise ProviderConfigError(key, str(e)) from None
