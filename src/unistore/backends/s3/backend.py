@@ -26,7 +26,7 @@ from ..base import Backend, ItemInfo, Value, as_bytes_view, ordered_map, resolve
 from . import listing
 from .boto3_engine import Boto3Engine, Head, copy_source_sse_args, is_aws_endpoint, make_client, make_session
 from .capabilities import S3Capabilities, initial_capabilities
-from .config import GiB, MiB, S3Config, make_config, parse_url
+from .config import GiB, MiB, OptionAttributes, S3Config, make_config, parse_url
 from .errors import RangeNotSatisfiable, is_precondition_failed, translate
 from .multipart import S3Multipart
 from .obstore_engine import ObstoreEngine, make_store, obstore_blockers
@@ -38,7 +38,7 @@ MAX_COPY_SIZE = 5 * GiB  # largest object a single CopyObject can copy
 MOVE_ROUNDS = 5  # copy attempts of a move whose source keeps changing under it
 
 
-class S3Backend(S3Capabilities, S3Multipart, Backend):
+class S3Backend(S3Capabilities, S3Multipart, OptionAttributes, Backend):
     """A bucket (and key prefix) on S3 or an S3-compatible service. Thread-safe.
 
     The keyword options are those of :func:`~.config.make_config` (see docs/s3.md).

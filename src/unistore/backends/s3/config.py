@@ -219,3 +219,46 @@ def make_config(
         b2=b2,
         name_checks=as_bool(name_checks, "name_checks"),
     )
+
+
+#: options readable as attributes of the backend (``backend.read_timeout`` is ``backend.config.read_timeout``)
+OPTION_ATTRIBUTES = (
+    "profile",
+    "access_key",
+    "endpoint_url",
+    "region",
+    "addressing_style",
+    "use_ssl",
+    "verify",
+    "connect_timeout",
+    "read_timeout",
+    "max_attempts",
+    "max_pool_connections",
+    "workers",
+    "multipart_threshold",
+    "multipart_chunksize",
+    "storage_class",
+    "checksum",
+    "engine",
+    "bypass_governance",
+    "unsigned_payload",
+    "b2",
+    "name_checks",
+)
+
+
+class OptionAttributes:
+    """Read-only attributes of the backend for the options in :data:`OPTION_ATTRIBUTES`."""
+
+    config: S3Config
+
+
+def _option_property(option: str) -> property:
+    def get(self: OptionAttributes) -> Any:
+        return getattr(self.config, option)
+
+    return property(get, doc=f"The option ``{option}`` (read-only; see :class:`S3Config`).")
+
+
+for _option in OPTION_ATTRIBUTES:
+    setattr(OptionAttributes, _option, _option_property(_option))
