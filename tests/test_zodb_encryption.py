@@ -9,6 +9,7 @@ a wrong key or a swapped object reads as IntegrityError, and bad values are refu
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -309,7 +310,9 @@ def test_migrate_into_an_encrypted_compressed_destination(
     stored = (tmp_path / "dest" / blob_name(oid, tid)).read_bytes()
     assert stored[:4] == b"UNSE" and MARKER not in stored
     # resumable through the layers: the second run finds the copy (plaintext sizes) and skips it
+    capsys.readouterr()
     assert main(["--json", *argv, "--encrypt-key-file", key_file, "--compress", "zstd:3"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1
     storage = S3BlobStorage(
         MappingStorage(), dest, str(tmp_path / "c"), encryption_key_file=key_file, compression="zstd"
     )
@@ -321,3 +324,13 @@ def test_migrate_into_an_encrypted_compressed_destination(
     capsys.readouterr()
     assert main([*argv, "--compress", "gzip"]) == 2  # a usage error
     assert "--compress" in capsys.readouterr().err
+    # the global options work before the command too, and gc refuses them (its config has the keys)
+    assert main(["--json", "--encrypt-key-file", key_file, "--compress", "zstd", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1  # seen through the layers: same plaintext size
+    config = tmp_path / "gc.conf"
+    config.write_text(
+        f"%import unistore.adapters.zodb\n<s3blobstorage>\nurl {dest}\ncache-dir {tmp_path}/gc-cache\n"
+        f"encryption-key-file {key_file}\ncompression zstd\n<mappingstorage/>\n</s3blobstorage>\n"
+    )
+    assert main(["zodb", "gc", "--config", str(config), "--compress", "zstd"]) == 2
+    assert "gc takes the layers from the <s3blobstorage>" in capsys.readouterr().err

@@ -5,7 +5,8 @@ from a ZODB blob directory (``--from-blob-dir``, bushy or lawn layout) or from a
 holding the same layout (``--from-url``, e.g. another bucket/prefix used by zodb-s3blobs). It is
 resumable (revisions already present with the right size are skipped), verifies each copy's size
 after the upload, shows a progress bar and prints a summary (``--json`` for scripts). A missing
-destination is an error unless ``--create`` is given.
+destination is an error unless ``--create`` is given. The CLI's global ``--encrypt-key-file`` and
+``--compress`` store the copies encrypted and compressed (the source is read as it is stored).
 
 ``gc`` opens the storage of a ZODB config file (``--config``, a file with an ``<s3blobstorage>``
 section, or a ``<zodb>`` section around one) and runs the orphan collection on its own; with
@@ -183,7 +184,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from .backends import DataLayers
 
     layers = DataLayers(
-        key_file=getattr(args, "encrypt_key_file", None),
+        # the CLI's global --encrypt-key-file ($UNISTORE_ENCRYPT_KEY_FILE) and --compress: for the copies
+        key_file=getattr(args, "encrypt_key_file", None) or os.environ.get("UNISTORE_ENCRYPT_KEY_FILE"),
         compression=getattr(args, "compress", None),
         names={
             "key": "--encrypt-key-file",
@@ -243,6 +245,12 @@ def _storage_from_config(path: str) -> Any:
 def cmd_gc(args: argparse.Namespace) -> int:
     from .blobstorage import S3BlobStorage
 
+    given = [flag for flag, dest in (("--encrypt-key-file", "encrypt_key_file"), ("--compress", "compress"))
+             if getattr(args, dest, None)]  # fmt: skip
+    if given:
+        raise ConfigError(
+            f"gc takes the layers from the <s3blobstorage> section of {args.config}, not from {', '.join(given)}"
+        )
     storage = _storage_from_config(args.config)
     try:
         if not isinstance(storage, S3BlobStorage):
@@ -291,12 +299,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     src.add_argument("--from-url", metavar="URL", help="a backend URL holding blobs/{oid}/{tid}.blob (zodb-s3blobs)")
     m.add_argument("--workers", type=int, default=8, help="concurrent uploads (default 8)")
     m.add_argument("--create", action="store_true", help="create the destination (bucket) if it does not exist")
-    m.add_argument(
-        "--encrypt-key-file",
-        metavar="FILE",
-        help="encrypt the copies with this key (as <s3blobstorage>'s encryption-key-file)",
-    )
-    m.add_argument("--compress", metavar="zstd[:LEVEL]", help="compress the copies (as <s3blobstorage>'s compression)")
     m.set_defaults(func=cmd_migrate)
     g = sub.add_parser("gc", help="delete blob revisions the ZODB no longer references", parents=[_common()])
     g.add_argument("--config", required=True, metavar="FILE", help="ZODB config file with an <s3blobstorage>")
