@@ -137,8 +137,7 @@ class SFTPBackend(Backend):
 
     def __repr__(self) -> str:
         who = f"{self.user}@" if self.user else ""
-        sep = "/" if self.path.startswith("/") else ""
-        return f"<SFTPBackend sftp://{who}{self.hostname}:{self.port}/{sep}{self.path}>"
+        return f"<SFTPBackend sftp://{who}{self.hostname}:{self.port}/{self.path}>"
 
     # ----------------------------------------------------------------- running calls on a channel
     def _run(self, what: str, func: Callable[[Channel], T]) -> T:
@@ -218,7 +217,7 @@ class SFTPBackend(Backend):
                 break
             except StatusError as e:
                 parent = p.rsplit("/", 1)[0]
-                if e.errno == errno.ENOENT and parent and len(parent) >= len(self._root):
+                if e.errno == errno.ENOENT and parent:
                     missing.append(p)
                     p = parent
                     continue
