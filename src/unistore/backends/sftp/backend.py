@@ -24,7 +24,6 @@ from ...errors import (
     ObjectNotFound,
     QuotaExceeded,
     ReadRangeError,
-    UnistoreError,
 )
 from ...names import HID_SUFFIX, TMP_SUFFIX, check_name, is_listable
 from ..base import CHUNK_SIZE, Backend, ItemInfo, Value, as_bytes_view, resolve_range
@@ -199,13 +198,17 @@ class SFTPBackend(Backend):
         return f"{directory}/{base}.{secrets.token_hex(4)}{TMP_SUFFIX}"
 
     @staticmethod
-    def _stat_or_none(ch: Channel, path: str) -> Any:
+    def _attributes_or_none(ch: Channel, num: int) -> Any:
+        """The answer to STAT request ``num``; None if nothing is there."""
         try:
-            return ch.stat(path)
+            return ch.attributes(num)
         except StatusError as e:
             if e.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             raise
+
+    def _stat_or_none(self, ch: Channel, path: str) -> Any:
+        return self._attributes_or_none(ch, ch.stat_request(path))
 
     def _mkdirs(self, ch: Channel, path: str) -> None:
         """mkdir -p on the server (absolute path), without recursion."""
@@ -413,27 +416,38 @@ class SFTPBackend(Backend):
         finally:
             ch.close_handle(handle, wait=False)
 
-    def _write(self, ch: Channel, path: str, chunks: Iterable[bytes | memoryview]) -> None:
-        """Write ``chunks`` to a temp file next to ``path``, then rename it into place."""
+    def _write(self, ch: Channel, path: str, chunks: Iterable[bytes | memoryview], size: int | None = None) -> None:
+        """Write ``chunks`` (``size`` bytes, if known) to a temp file next to ``path``, then rename it
+        into place. A failure the server gives no reason for is QuotaExceeded if its disk is full."""
+        try:
+            self._write_tmp(ch, path, chunks)
+        except StatusError as e:
+            if e.errno is None:
+                # SFTP v3 reports a full disk as a bare "Failure": ask how much space is left
+                free = ch.free_bytes(path.rsplit("/", 1)[0])
+                if free is not None and free < max(size or 0, self._request):
+                    raise QuotaExceeded(f"{self._rel(path)}: no space left on the server ({free} bytes free)") from None
+            raise translate_oserror(e, self._rel(path)) from None
+
+    def _write_tmp(self, ch: Channel, path: str, chunks: Iterable[bytes | memoryview]) -> None:
         tmp = self._tmp_path(path)
+        # servers without POSIX semantics (rclone serve sftp) rename a file onto a directory and lose
+        # it: check the target, in the same round trip as the OPEN
+        n_target = None if self._openssh else ch.stat_request(path)
         try:
             handle = ch.open(tmp, WRITE_FLAGS)
         except StatusError as e:
+            if n_target is not None:
+                ch.ignore(n_target)
             if e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise
             self._mkdirs(ch, path.rsplit("/", 1)[0])
-            handle = ch.open(tmp, WRITE_FLAGS)
+            handle, n_target = ch.open(tmp, WRITE_FLAGS), None
         try:
-            try:
-                ch.put(
-                    handle,
-                    chunks,
-                    self._request,
-                    self._window if self.pipeline else 1,
-                    close_inline=self._openssh and self.pipeline,
-                )
-            except StatusError as e:
-                raise self._write_error(ch, path, e) from None
+            if n_target is not None and (st := self._attributes_or_none(ch, n_target)) is not None and is_dir(st):
+                ch.close_handle(handle, wait=False)
+                raise NameConflict(f"{self._rel(path)}: a directory")
+            ch.put(handle, chunks, self._request, self._window, close_inline=self._openssh and self.pipeline)
             try:
                 self._rename(ch, tmp, path)
             except StatusError:
@@ -448,19 +462,11 @@ class SFTPBackend(Backend):
                 ch.ignore(ch.remove(tmp))
             raise
 
-    def _write_error(self, ch: Channel, path: str, error: StatusError) -> UnistoreError:
-        if error.errno is None:
-            # SFTP v3 reports a full disk as a bare "Failure": ask the server how much space is left
-            free = ch.free_bytes(path.rsplit("/", 1)[0])
-            if free is not None and free < self._request:
-                return QuotaExceeded(f"{self._rel(path)}: no space left on the server ({free} bytes free)")
-        return translate_oserror(error, self._rel(path))
-
     def store(self, name: str, value: Value) -> None:
         self._check_open()
         path = self._path(name)
         view = as_bytes_view(value)
-        self._run(name, lambda ch: self._write(ch, path, (view,)))
+        self._run(name, lambda ch: self._write(ch, path, (view,), len(view)))
 
     def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:
         self._check_open()
@@ -475,7 +481,7 @@ class SFTPBackend(Backend):
                 total += len(chunk)
                 yield chunk
 
-        self._run(name, lambda ch: self._write(ch, path, chunks()))
+        self._run(name, lambda ch: self._write(ch, path, chunks(), size))
 
     def load_file(self, name: str, file: IO[bytes], *, offset: int = 0, size: int | None = None) -> int:
         self._check_open()
@@ -536,6 +542,15 @@ class SFTPBackend(Backend):
         dst = self._path(new_name)
 
         def do(ch: Channel) -> None:
+            if not self._openssh:
+                # servers without POSIX semantics (rclone serve sftp) lose an item renamed onto a
+                # directory: look first (both STATs in one round trip)
+                n_src, n_dst = ch.stat_request(src), ch.stat_request(dst)
+                found, target = self._attributes_or_none(ch, n_src), self._attributes_or_none(ch, n_dst)
+                if found is None:
+                    raise ObjectNotFound(curr_name)
+                if target is not None and is_dir(target):
+                    raise NameConflict(f"{new_name}: a directory")
             try:
                 self._rename(ch, src, dst)
                 return

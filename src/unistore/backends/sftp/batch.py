@@ -140,9 +140,7 @@ def store_batch(be: SFTPBackend, ch: Channel, batch: builtins.list[tuple[str, me
     for i in todo:
         path, view = batch[i]
         try:
-            be._write(ch, path, (view,))
-        except StatusError as e:
-            error = error or translate_oserror(e, be._rel(path))
+            be._write(ch, path, (view,), len(view))
         except UnistoreError as e:
             error = error or e
     if error is not None:
@@ -213,5 +211,9 @@ def remove_tree(ch: Channel, root: str) -> None:
             for e2 in ch.listdir(directory):
                 if stat.S_ISDIR(e2.st_mode or 0):
                     raise NameConflict(f"cannot remove {directory}: it still holds {e2.filename}") from None
-                ch.reply(ch.remove(f"{directory}/{e2.filename}"))
+                try:
+                    ch.reply(ch.remove(f"{directory}/{e2.filename}"))
+                except StatusError as e3:
+                    if e3.errno != errno.ENOENT:
+                        raise
             ch.reply(ch.rmdir(directory))

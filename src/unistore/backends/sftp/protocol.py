@@ -219,6 +219,9 @@ class Channel:
         """The attributes answering a STAT/LSTAT/FSTAT request ``num``."""
         return SFTPAttributes._from_msg(self.expect(num, CMD_ATTRS))  # type: ignore[attr-defined,no-any-return]
 
+    def stat_request(self, path: str) -> int:
+        return self.send(CMD_STAT, path)
+
     def stat(self, path: str) -> SFTPAttributes:
         return self.attributes(self.send(CMD_STAT, path))
 
