@@ -9,7 +9,6 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, BinaryIO, TypeVar
 
 from ...errors import (
@@ -29,7 +28,7 @@ from ...names import HID_SUFFIX, TMP_SUFFIX, check_name, is_listable
 from ..base import CHUNK_SIZE, Backend, ItemInfo, Value, as_bytes_view, resolve_range
 from ..oserror import translate_oserror
 from . import batch
-from .config import DEFAULT_CHANNELS, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, Settings, check_options, parse_url
+from .config import DEFAULT_CHANNELS, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, OPTIONS, Settings, check_options, parse_url
 from .pool import Pool
 from .protocol import MAX_OFFSET, WRITE_FLAGS, Channel, ChannelLost, Reader, StatusError
 
@@ -85,26 +84,8 @@ class SFTPBackend(Backend):
             raise ConfigError("an sftp backend needs a path")
         self.host = host
         self.path = path
-        self._settings = Settings.resolve(
-            host,
-            port=port,
-            user=user,
-            password=password,
-            key_filename=key_filename,
-            passphrase=passphrase,
-            allow_agent=allow_agent,
-            look_for_keys=look_for_keys,
-            host_key=host_key,
-            known_hosts=known_hosts,
-            accept_unknown_host_key=accept_unknown_host_key,
-            ssh_config=ssh_config,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            keepalive=keepalive,
-            channels=channels,
-            connections=connections,
-            pipeline=pipeline,
-        )
+        # every keyword argument above is an option (config.OPTIONS) that Settings resolves
+        self._settings = Settings.resolve(host, **{k: v for k, v in locals().items() if k in OPTIONS})
         self.bulk_workers = channels
         self._pool = Pool(self._settings)
         self._root = ""  # absolute base path on the server, set when connecting
@@ -600,28 +581,7 @@ class SFTPBackend(Backend):
     def list_recursive(self, name: str) -> Iterator[ItemInfo]:
         """All items below ``name``, sorted by name; the directories of each level listed concurrently."""
         self._check_open()
-        found: builtins.list[ItemInfo] = []
-        current = [("", self._listdir(name))]
-        with ThreadPoolExecutor(max_workers=self.channels, thread_name_prefix="unistore-sftp-list") as pool:
-            while current:
-                subdirs = []
-                for prefix, entries in current:
-                    for item in entries:
-                        rel = f"{prefix}/{item.name}" if prefix else item.name
-                        if item.directory:
-                            subdirs.append(rel)
-                        else:
-                            found.append(item._replace(name=rel))
-                listings = pool.map(lambda d: self._listdir_missing_ok(f"{name}/{d}" if name else d), subdirs)
-                current = list(zip(subdirs, listings, strict=True))
-        found.sort(key=lambda i: i.name)
-        yield from found
-
-    def _listdir_missing_ok(self, name: str) -> builtins.list[ItemInfo]:
-        try:
-            return self._listdir(name)
-        except ObjectNotFound:
-            return []  # removed while we were listing
+        yield from batch.walk(self, name)
 
     # ----------------------------------------------------------------- bulk operations
     def load_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:

@@ -13,9 +13,11 @@ import builtins
 import errno
 import stat
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ...errors import NameConflict, ObjectNotFound, ReadRangeError, UnistoreError
+from ..base import ItemInfo
 from ..oserror import translate_oserror
 from .protocol import WRITE_FLAGS, Channel, StatusError
 
@@ -217,3 +219,30 @@ def remove_tree(ch: Channel, root: str) -> None:
                     if e3.errno != errno.ENOENT:
                         raise
             ch.reply(ch.rmdir(directory))
+
+
+def walk(be: SFTPBackend, name: str) -> builtins.list[ItemInfo]:
+    """Every item below directory ``name`` (names relative to it), sorted; the directories of each
+    level are listed concurrently on the backend's channels."""
+
+    def listdir(d: str) -> builtins.list[ItemInfo]:
+        try:
+            return be._listdir(f"{name}/{d}" if name else d)
+        except ObjectNotFound:
+            return []  # removed while we were listing
+
+    found: builtins.list[ItemInfo] = []
+    current = [("", be._listdir(name))]
+    with ThreadPoolExecutor(max_workers=be.channels, thread_name_prefix="unistore-sftp-list") as pool:
+        while current:
+            subdirs = []
+            for prefix, entries in current:
+                for item in entries:
+                    rel = f"{prefix}/{item.name}" if prefix else item.name
+                    if item.directory:
+                        subdirs.append(rel)
+                    else:
+                        found.append(item._replace(name=rel))
+            current = list(zip(subdirs, pool.map(listdir, subdirs), strict=True))
+    found.sort(key=lambda i: i.name)
+    return found
