@@ -32,6 +32,7 @@ from ...errors import (
     ConfigError,
     DirectoryNotEmpty,
     InvalidName,
+    NameConflict,
     ObjectNotFound,
     ReadRangeError,
 )
@@ -342,6 +343,8 @@ class RcloneBackend(Backend):
     def _range(self, name: str, offset: int, size: int | None) -> tuple[int, int | None]:
         """``(start, length or None for 'to the end')``; asks for the size only when it must (a
         negative offset, or a range beyond what an HTTP Range header carries)."""
+        if size is not None and size < 0:
+            raise ReadRangeError(f"size must be >= 0 or None, not {size}")
         if 0 <= offset <= _MAX_OFFSET and (size is None or offset + size <= _MAX_OFFSET):
             return offset, size
         info = self.info(name)
@@ -464,7 +467,20 @@ class RcloneBackend(Backend):
             resp = rcd.request("POST", path, body=body, headers=headers)
         self._json_result("uploadfile", {"remote": name}, resp.status, resp.read())
 
+    def _refuse_directory(self, name: str) -> None:
+        """NameConflict if ``name`` is a directory on an object store (which would take an object
+        ``name`` beside the objects ``name/...``); elsewhere the remote refuses by itself."""
+        if not self._bucket_based:
+            return
+        try:
+            below = self._list(name, False)
+        except ObjectNotFound:
+            return
+        if below:
+            raise NameConflict(f"{name}: a directory")
+
     def _store_via(self, name: str, upload: Callable[[str], None]) -> None:
+        self._refuse_directory(name)
         if not self._atomic:
             # rclone verifies an upload by reading the object's size and hash back: two uploads to
             # one name at once make that check fail ("corrupted on transfer"), so serialize them
@@ -526,6 +542,7 @@ class RcloneBackend(Backend):
         self._check_open()
         curr_name = self._name(curr_name)
         new_name = self._name(new_name)
+        self._refuse_directory(new_name)
         if curr_name == new_name:  # rclone answers "ok" without looking
             info = self.info(curr_name)
             if not info.exists or info.directory:

@@ -146,9 +146,10 @@ def rc_error(what: str, status: int, message: str) -> Exception:
         return QuotaExceeded(f"{what}: {message}")
     if "permission denied" in low or "access denied" in low or "accessdenied" in low or status == 403:
         return PermissionDenied(f"{what}: {message}")
-    if "is a directory not a file" in low and ("movefile" in what or "uploadfile" in what):
+    writing = "movefile" in what or "uploadfile" in what
+    if writing and "is a directory not a file" in low:
         return NameConflict(f"{what}: a directory is in the way ({message})")
-    if "not a directory" in low and "uploadfile" in what:
+    if writing and ("not a directory" in low or "existingobjectisfile" in low or "file exists" in low):
         return NameConflict(f"{what}: an item is in the way ({message})")
     if (
         status == 404
