@@ -98,7 +98,9 @@ def test_unknown_options_are_named(sshd: SFTPServer) -> None:
     with pytest.raises(ConfigError, match="bogus_option"):
         SFTPBackend.from_url(sshd.url(), bogus_option=1)
     with pytest.raises(ConfigError, match="RetryLayer"):  # retries belong to the RetryLayer now
-        open_backend(sshd.url(), **sshd.options(retries=3))
+        SFTPBackend.from_url(sshd.url(), **sshd.options(retries=3))
+    with pytest.raises(ConfigError, match="retry_wait"):
+        open_backend(sshd.url(), **sshd.options(retry_wait=1))
 
 
 # ----------------------------------------------------------------- paths, config, lifecycle
