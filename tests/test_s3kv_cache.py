@@ -8,14 +8,15 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.test_s3kv import wipe
 from unistore.adapters.s3kv import S3KV
+from unistore.backends.s3 import S3Backend
 
 KINDS = ["posixfs", "seaweedfs"]
 TTL = 1.0
@@ -85,27 +86,33 @@ def _private_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.fixture(scope="module")
-def _bucket(request: pytest.FixtureRequest) -> dict[str, str]:
-    return {}
+def _shared() -> Iterator[dict[str, Any]]:
+    """One opened SeaweedFS backend for this module (opening one costs a second here)."""
+    opened: dict[str, Any] = {}
+    yield opened
+    for _server, be, _url in opened.values():
+        be.close()
 
 
 @pytest.fixture(params=KINDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, _bucket: dict[str, str]) -> str:
-    if request.param == "posixfs":
-        return f"file://{tmp_path}/store"
-    sw = request.getfixturevalue("seaweedfs")
-    if "b" not in _bucket:
-        _bucket["b"] = sw.new_bucket()
-    return sw.url(_bucket["b"], f"p-{uuid.uuid4().hex[:12]}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def open_kv(store_url: str) -> Iterator[Any]:
+def open_kv(request: pytest.FixtureRequest, tmp_path: Path, _shared: dict[str, Any]) -> Iterator[Any]:
     opened: list[S3KV] = []
+    if request.param == "posixfs":
+        url = f"file://{tmp_path}/store"
+        backend = None
+    else:
+        if "sw" not in _shared:
+            sw = request.getfixturevalue("seaweedfs")
+            bucket = sw.new_bucket()
+            be = S3Backend.from_url(sw.url(bucket))
+            be.open()
+            _shared["sw"] = (sw, be, sw.url(bucket))
+        server, backend, url = _shared["sw"]
+        request.addfinalizer(lambda: wipe(server, backend.bucket))
 
     def make(**kw: Any) -> S3KV:
-        kv = S3KV.from_url(store_url, create=True, **kw)
-        URLS[id(kv)] = store_url
+        kv = S3KV(backend=backend, **kw) if backend is not None else S3KV.from_url(url, create=True, **kw)
+        URLS[id(kv)] = url
         opened.append(kv)
         return kv
 

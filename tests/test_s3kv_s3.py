@@ -1,6 +1,6 @@
 """The s3kv adapter on S3: s3kv 0.1.5 itself on the same SeaweedFS bucket in both directions, tags
 (merge, concurrent search, the tag index), object lock on a bucket created with it, and listing
-past 1,000 keys (moto)."""
+past 1,000 keys."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.test_s3kv import wipe
 from unistore.adapters.s3kv import S3KV, KeyNotFound
 from unistore.adapters.s3kv.tagindex import ENABLED
+from unistore.backends.s3 import S3Backend
 from unistore.errors import PermissionDenied
 
 
@@ -22,24 +24,32 @@ def _private_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
-def ours(server: Any, bucket: str, **kw: Any) -> S3KV:
-    return S3KV(server.endpoint, bucket, server.access_key, server.secret_key, **kw)
+@pytest.fixture(scope="module")
+def shared(seaweedfs: Any) -> Iterator[tuple[S3Backend, Any]]:
+    """One bucket for the module: an opened backend on it and s3kv 0.1.5's own S3KV, emptied after each test."""
+    from s3kv.s3kv import S3KV as OldS3KV
 
-
-def theirs(server: Any, bucket: str) -> Any:
-    import s3kv
-
-    return s3kv.S3KV(server.endpoint, bucket, server.access_key, server.secret_key)
-
-
-@pytest.fixture
-def bucket(seaweedfs: Any) -> str:
-    return seaweedfs.new_bucket()  # type: ignore[no-any-return]
+    bucket = seaweedfs.new_bucket()
+    be = S3Backend.from_url(seaweedfs.url(bucket))
+    be.open()
+    yield be, OldS3KV(seaweedfs.endpoint, bucket, seaweedfs.access_key, seaweedfs.secret_key)
+    be.close()
 
 
 @pytest.fixture
-def kv(seaweedfs: Any, bucket: str) -> Iterator[S3KV]:
-    with ours(seaweedfs, bucket) as store:
+def backend(seaweedfs: Any, shared: tuple[S3Backend, Any]) -> Iterator[S3Backend]:
+    yield shared[0]
+    wipe(seaweedfs, shared[0].bucket)
+
+
+@pytest.fixture
+def old(shared: tuple[S3Backend, Any]) -> Iterator[Any]:
+    yield shared[1]
+
+
+@pytest.fixture
+def kv(backend: S3Backend) -> Iterator[S3KV]:
+    with S3KV(backend=backend) as store:
         yield store
 
 
@@ -52,8 +62,7 @@ COMPAT_VALUES: dict[str, Any] = {
 }
 
 
-def test_s3kv_writes_unistore_reads(seaweedfs: Any, bucket: str, kv: S3KV) -> None:
-    old = theirs(seaweedfs, bucket)
+def test_s3kv_writes_unistore_reads(kv: S3KV, old: Any) -> None:
     try:
         for key, value in COMPAT_VALUES.items():
             old.add(key, value)
@@ -73,8 +82,7 @@ def test_s3kv_writes_unistore_reads(seaweedfs: Any, bucket: str, kv: S3KV) -> No
             old.clear_cache_for_key(key)
 
 
-def test_unistore_writes_s3kv_reads(seaweedfs: Any, bucket: str, kv: S3KV) -> None:
-    old = theirs(seaweedfs, bucket)
+def test_unistore_writes_s3kv_reads(kv: S3KV, old: Any) -> None:
     for key, value in COMPAT_VALUES.items():
         kv.add(key, value)
     kv.add("dir/sub", {"slash": True})
@@ -93,9 +101,11 @@ def test_unistore_writes_s3kv_reads(seaweedfs: Any, bucket: str, kv: S3KV) -> No
 
 
 def test_retention_and_legal_hold_both_ways(seaweedfs: Any) -> None:
+    from s3kv.s3kv import S3KV as OldS3KV
+
     bucket = seaweedfs.new_bucket(object_lock=True)
-    old = theirs(seaweedfs, bucket)
-    with ours(seaweedfs, bucket) as kv:
+    old = OldS3KV(seaweedfs.endpoint, bucket, seaweedfs.access_key, seaweedfs.secret_key)
+    with S3KV(seaweedfs.endpoint, bucket, seaweedfs.access_key, seaweedfs.secret_key) as kv:
         kv.add("doc", {"v": 1})
         until = kv.place_retention_lock("doc", 1)
         assert until > datetime.now(UTC) + timedelta(hours=23)
@@ -142,9 +152,8 @@ def test_tags_merge_search_and_delete(kv: S3KV) -> None:
     assert kv.find_keys_by_tag_value("three", "yes") == []
 
 
-def test_tag_index_stays_exact(seaweedfs: Any, bucket: str) -> None:
-    old = theirs(seaweedfs, bucket)
-    with ours(seaweedfs, bucket, tag_index=False) as scan, ours(seaweedfs, bucket, tag_index=True) as kv:
+def test_tag_index_stays_exact(backend: S3Backend, old: Any) -> None:
+    with S3KV(backend=backend, tag_index=False) as scan, S3KV(backend=backend, tag_index=True) as kv:
         for i in range(12):
             kv.add(f"k{i:02d}", i)
         time.sleep(1.05)  # markers written a second after the values: no same-second ambiguity
@@ -163,7 +172,7 @@ def test_tag_index_stays_exact(seaweedfs: Any, bucket: str) -> None:
         kv.add("k20", 20)
         kv.tag_key("k20", {"parity": "even"})  # same second as the write: checked by a tag request
         assert kv.find_keys_by_tag_value("parity", "even") == [*expected, "k20"]
-        with ours(seaweedfs, bucket) as auto:  # tag_index=None: uses the bucket's index
+        with S3KV(backend=backend) as auto:  # tag_index=None: uses the bucket's index
             assert auto._index() is not None
             assert auto.find_keys_by_tag_value("parity", "even") == [*expected, "k20"]
         old.tag_key("k01", {"parity": "even"})  # s3kv 0.1.5 does not know the index ...
@@ -176,18 +185,18 @@ def test_tag_index_stays_exact(seaweedfs: Any, bucket: str) -> None:
         assert kv.find_keys_by_tag_value("parity", "even") == sorted([*expected, "k20", "k01"])
 
 
-def test_listing_and_tag_search_past_1000_keys(moto_s3: Any) -> None:
-    bucket = moto_s3.new_bucket()
-    with ours(moto_s3, bucket) as kv:
-        names = [(f"s3kv/key{i:05d}.json", b"%d" % i) for i in range(1100)]
-        kv.backend.store_many(names)
+def test_listing_and_tag_index_past_1000_keys(backend: S3Backend) -> None:
+    with S3KV(backend=backend, tag_index=True) as kv:
+        kv.rebuild_tag_index()  # on the empty bucket: just turns the index on
+        kv.backend.store_many([(f"s3kv/key{i:05d}.json", b"%d" % i) for i in range(1100)])
         kv.backend.store("foreign/object.bin", b"x")
         keys = kv.list_keys()
         assert len(keys) == 1100 and keys[0] == "key00000" and keys[-1] == "key01099"
         assert len(kv) == 1100
         assert kv.list_keys_with_prefix("key010") == [f"key{i:05d}" for i in range(1000, 1100)]
         for i in (3, 1050, 1099):
-            kv.backend.put_tags(f"s3kv/key{i:05d}.json", {"hot": "1"})
+            kv.tag_key(f"key{i:05d}", {"hot": "1"})
+        # the index is checked against the listing of all 1,100 keys (two pages)
         assert kv.find_keys_by_tag_value("hot", "1") == ["key00003", "key01050", "key01099"]
 
 

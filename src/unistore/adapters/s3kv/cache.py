@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ class Entry:
     mtime: float | None
     age: float  # seconds since the entry was last known to be current
 
-    def matches(self, etag: str | None, checksums: dict[str, str], size: int, mtime: float) -> bool:
+    def matches(self, etag: str | None, checksums: Mapping[str, str], size: int, mtime: float) -> bool:
         """True if the backend's current ``etag``/checksums (or size+mtime when it has neither) match."""
         md5 = checksums.get("md5")
         if etag or md5:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ...backends.base import CHECKSUMS, METADATA, OBJECT_LOCK, TAGS, Backend, StoreMeta
+from ...backends.base import CHECKSUMS, METADATA, OBJECT_LOCK, TAGS, Backend, ObjectMeta, StoreMeta
 from ...backends.memory import MemoryBackend
 from ...errors import BackendDoesNotExist, ConfigError, ObjectNotFound
 from ...url import open_backend
@@ -31,6 +32,7 @@ log = logging.getLogger("unistore.adapters.s3kv")
 
 _LOCK_STRIPES = 64
 _DAY = 86400.0
+MTIME_SETTLED = 2.0
 
 
 class KeyNotFound(ObjectNotFound, KeyError):
@@ -42,6 +44,14 @@ class KeyNotFound(ObjectNotFound, KeyError):
 
     def __str__(self) -> str:
         return f"s3kv key not found: {self.key!r}"
+
+
+def _validator(meta: ObjectMeta) -> dict[str, Any]:
+    """What a cache entry is revalidated against: the ETag, else size+mtime. A whole-second mtime (S3's,
+    SFTP's) counts only once it lies :data:`MTIME_SETTLED` seconds back: a rewrite within the same
+    second would keep both size and mtime."""
+    settled = meta.mtime % 1 != 0 or time.time() - meta.mtime >= MTIME_SETTLED
+    return {"etag": meta.etag, "size": meta.size, "mtime": meta.mtime if settled else None}
 
 
 def _innermost(backend: Backend) -> Backend:
@@ -227,7 +237,7 @@ class S3KV(MutableMapping[str, Any]):
                 return entry.data
             data = self._fetch(name)
             if data is not None:
-                cache.put(key, data, etag=meta.etag, size=meta.size, mtime=meta.mtime, generation=gen)
+                cache.put(key, data, **_validator(meta), generation=gen)
             return data
         if self.backend.supports(CHECKSUMS):
             data = self._fetch(name)
@@ -240,7 +250,7 @@ class S3KV(MutableMapping[str, Any]):
             return None
         data = self._fetch(name)
         if data is not None:
-            cache.put(key, data, etag=meta.etag, size=meta.size, mtime=meta.mtime, generation=gen)
+            cache.put(key, data, **_validator(meta), generation=gen)
         return data
 
     def _fetch(self, name: str) -> bytes | None:
@@ -364,7 +374,7 @@ class S3KV(MutableMapping[str, Any]):
                 return 0
             if meta is None:
                 return int(cache.put(key, data, generation=gen))
-            return int(cache.put(key, data, etag=meta.etag, size=meta.size, mtime=meta.mtime, generation=gen))
+            return int(cache.put(key, data, **_validator(meta), generation=gen))
 
         return sum(self._map(fill, self.list_keys()))
 
@@ -453,7 +463,7 @@ class S3KV(MutableMapping[str, Any]):
         if index is not None:
             return index.find(tag_key, tag_value)
         keys = []
-        for name in self.backend.find_by_tag(ROOT, tag_key, tag_value):
+        for name in self.backend.find_by_tag(tag_key, tag_value, prefix=ROOT):
             key = name_key(name[len(ROOT) + 1 :]) if name.startswith(ROOT + "/") else None
             if key is not None:
                 keys.append(key)

@@ -87,12 +87,13 @@ class TagIndex:
             candidates[key] = max(candidates.get(key, 0.0), item.mtime)
         if not candidates:
             return []
-        objects = {}
+        objects: dict[str, float] = {}
         for item in listed(self.backend, ROOT):
-            key = name_key(item.name)
-            if key is not None and key in candidates:
-                objects[key] = item.mtime
-        found, unsure = [], []
+            user_key = name_key(item.name)
+            if user_key is not None and user_key in candidates:
+                objects[user_key] = item.mtime
+        found: list[str] = []
+        unsure: list[str] = []
         for key, marked in candidates.items():
             written = objects.get(key)
             if written is None or written > marked:
