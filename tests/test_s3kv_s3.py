@@ -14,6 +14,7 @@ import pytest
 
 from tests.test_s3kv import wipe
 from unistore.adapters.s3kv import S3KV, KeyNotFound
+from unistore.adapters.s3kv import tagindex
 from unistore.adapters.s3kv.tagindex import ENABLED
 from unistore.backends.s3 import S3Backend
 from unistore.errors import PermissionDenied
@@ -152,7 +153,9 @@ def test_tags_merge_search_and_delete(kv: S3KV) -> None:
     assert kv.find_keys_by_tag_value("three", "yes") == []
 
 
-def test_tag_index_stays_exact(backend: S3Backend, old: Any) -> None:
+@pytest.mark.parametrize("few", [tagindex.FEW, 0], ids=["lookups", "listing"])
+def test_tag_index_stays_exact(backend: S3Backend, old: Any, few: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tagindex, "FEW", few)  # 0: check the marked keys against the listing of s3kv/
     with S3KV(backend=backend, tag_index=False) as scan, S3KV(backend=backend, tag_index=True) as kv:
         for i in range(12):
             kv.add(f"k{i:02d}", i)

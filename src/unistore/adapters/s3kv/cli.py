@@ -34,8 +34,14 @@ def _kv(args: argparse.Namespace) -> S3KV:
     url = getattr(args, "url", None) or os.environ.get("UNISTORE_URL")
     if not url:
         raise ConfigError("no backend URL: pass --url or set UNISTORE_URL")
+    options = {}
+    for item in getattr(args, "option", None) or []:  # -o KEY=VALUE of the unistore command
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ConfigError(f"a backend option must be given as KEY=VALUE, not {item!r}")
+        options[k] = v
     ttl = getattr(args, "cache_ttl", None)
-    return S3KV.from_url(url, enable_local_cache=ttl is not None, cache_ttl=ttl)
+    return S3KV.from_url(url, enable_local_cache=ttl is not None, cache_ttl=ttl, **options)
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:

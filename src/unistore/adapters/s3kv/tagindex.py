@@ -6,11 +6,12 @@ marker object::
 
     s3kv-index/tags/=<k>/=<v>/=<key>          (each part percent-quoted, dots included)
 
-and a search is one listing of ``s3kv-index/tags/=<k>/=<v>/`` plus one listing of ``s3kv/``
-(1,000 names per request). A marker is trusted only while its object was not rewritten after it
-was tagged (S3 drops an object's tags when it is overwritten): the object's LastModified must be
-earlier than the marker's; when both fall in the same second the object's tags are fetched to
-decide. Deleted keys drop out because they are missing from the listing.
+and a search is one listing of ``s3kv-index/tags/=<k>/=<v>/`` plus, beside it, one listing of
+``s3kv/`` (1,000 names per request; for up to 32 marked keys one HEAD each instead). A marker is
+trusted only while its object was not rewritten after it was tagged (S3 drops an object's tags
+when it is overwritten): the object's LastModified must be earlier than the marker's; when both
+fall in the same second the object's tags are fetched to decide. Deleted keys drop out because
+they are missing from the listing.
 
 The index is present when ``s3kv-index/enabled`` exists; every unistore process then keeps it up
 to date when it tags. Tags written by other tools (s3kv 0.1.5, the AWS console) do not reach the
@@ -20,6 +21,7 @@ index: :meth:`TagIndex.rebuild` re-reads every object's tags. None of these name
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ from .codec import ROOT, key_name, name_key
 INDEX_ROOT = "s3kv-index"
 TAGS_DIR = f"{INDEX_ROOT}/tags"
 ENABLED = f"{INDEX_ROOT}/enabled"
+FEW = 32  # up to this many marked keys are looked up one by one rather than by listing s3kv/
 
 
 def segment(text: str) -> str:
@@ -76,22 +79,33 @@ class TagIndex:
         self.backend.delete_many([marker(k, v, key) for key in keys for k, v in tags.items()], missing_ok=True)
 
     def find(self, tag: str, value: str | None) -> list[str]:
-        """Keys whose tag ``tag`` equals ``value`` (or exists, for None), checked against the listing."""
+        """Keys whose tag ``tag`` equals ``value`` (or exists, for None), checked against the objects.
+
+        The listing of ``s3kv/`` runs beside the listing of the markers; when only a few keys are
+        marked, it is stopped and those keys are looked up one by one instead.
+        """
         base = f"{TAGS_DIR}/{segment(tag)}" + (f"/{segment(value)}" if value is not None else "")
+        stop = threading.Event()
+        pool = self._pool()
+        all_objects = pool.submit(self._object_mtimes, stop)
         candidates: dict[str, float] = {}
-        for item in listed(self.backend, base):
-            parts = item.name.split("/")
-            if len(parts) != (1 if value is not None else 2):
-                continue
-            key = unsegment(parts[-1])
-            candidates[key] = max(candidates.get(key, 0.0), item.mtime)
+        try:
+            for item in listed(self.backend, base):
+                parts = item.name.split("/")
+                if len(parts) != (1 if value is not None else 2):
+                    continue
+                key = unsegment(parts[-1])
+                candidates[key] = max(candidates.get(key, 0.0), item.mtime)
+        finally:
+            if len(candidates) <= FEW:
+                stop.set()
         if not candidates:
             return []
-        objects: dict[str, float] = {}
-        for item in listed(self.backend, ROOT):
-            user_key = name_key(item.name)
-            if user_key is not None and user_key in candidates:
-                objects[user_key] = item.mtime
+        if len(candidates) <= FEW:
+            mtimes = zip(candidates, pool.map(self._mtime, candidates), strict=True)
+            objects = {k: m for k, m in mtimes if m is not None}
+        else:
+            objects = all_objects.result()
         found: list[str] = []
         unsure: list[str] = []
         for key, marked in candidates.items():
@@ -107,8 +121,22 @@ class TagIndex:
                 return None
             return key if tag in tags and (value is None or tags[tag] == value) else None
 
-        found += [k for k in self._pool().map(check, unsure) if k is not None]
+        found += [k for k in pool.map(check, unsure) if k is not None]
         return sorted(found)
+
+    def _object_mtimes(self, stop: threading.Event) -> dict[str, float]:
+        objects: dict[str, float] = {}
+        for item in listed(self.backend, ROOT):
+            if stop.is_set():
+                break
+            key = name_key(item.name)
+            if key is not None:
+                objects[key] = item.mtime
+        return objects
+
+    def _mtime(self, key: str) -> float | None:
+        info = self.backend.info(key_name(key))
+        return info.mtime if info.exists and not info.directory else None
 
     def rebuild(self, tags_of: Callable[[str], dict[str, str]], keys: list[str]) -> int:
         """Drop every marker, write one per tag of every key (tags read concurrently); return the count."""
