@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from tests.test_s3kv import wipe
-from unistore.adapters.s3kv import S3KV, KeyNotFound
-from unistore.adapters.s3kv import tagindex
+from unistore.adapters.s3kv import S3KV, KeyNotFound, tagindex
 from unistore.adapters.s3kv.tagindex import ENABLED
 from unistore.backends.s3 import S3Backend
 from unistore.errors import PermissionDenied
