@@ -210,5 +210,9 @@ class KVCache:
 
     @staticmethod
     def _unlink(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # an entry that cannot be removed must not fail the operation
+            log.warning("cannot remove cache entry %s: %s", path, e)
