@@ -22,7 +22,7 @@ from typing import Any
 
 from ...backends.base import CHECKSUMS, METADATA, OBJECT_LOCK, TAGS, Backend, ObjectMeta, StoreMeta
 from ...backends.memory import MemoryBackend
-from ...errors import BackendDoesNotExist, ConfigError, ObjectNotFound
+from ...errors import BackendDoesNotExist, ConfigError, InvalidName, ObjectNotFound
 from ...url import open_backend
 from .cache import KVCache, default_cache_root
 from .codec import ROOT, check_key, decode, encode, key_name, name_key, raw_or_key
@@ -125,6 +125,7 @@ class S3KV(MutableMapping[str, Any]):
         self._tag_index_mode = tag_index
         self._tag_index: TagIndex | None = None
         self._tag_index_checked = False
+        self._index_lock = threading.Lock()
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._pool_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -414,15 +415,17 @@ class S3KV(MutableMapping[str, Any]):
 
     # ----------------------------------------------------------------- tags
     def _index(self) -> TagIndex | None:
+        """The bucket's tag index, if in use (looked up once; built here with ``tag_index=True``)."""
         if self._tag_index_mode is False:
             return None
-        if not self._tag_index_checked:
-            index = TagIndex(self.backend, self._pool)
-            if index.present():
-                self._tag_index = index
-            elif self._tag_index_mode:
-                self.rebuild_tag_index()
-            self._tag_index_checked = True
+        with self._index_lock:
+            if not self._tag_index_checked:
+                index = TagIndex(self.backend, self._pool)
+                if index.present():
+                    self._tag_index = index
+                elif self._tag_index_mode:
+                    self._rebuild_index(index)
+                self._tag_index_checked = True
         return self._tag_index
 
     def tag_key(self, key: str, tags: Mapping[str, str | None]) -> dict[str, str]:
@@ -444,6 +447,7 @@ class S3KV(MutableMapping[str, Any]):
     def tag_keys_with_prefix(self, prefix: str, tags: Mapping[str, str | None]) -> int:
         """Merge ``tags`` into every key starting with ``prefix`` (concurrently); return how many."""
         self.backend.require(TAGS)
+        self._index()  # settled here, not in each worker
         return len(self._map(lambda k: self.tag_key(k, tags), self.list_keys_with_prefix(prefix)))
 
     def get_tags(self, key: str) -> dict[str, str]:
@@ -472,7 +476,11 @@ class S3KV(MutableMapping[str, Any]):
     def delete_by_tag(self, tag_key: str, tag_value: str | None = None) -> int:
         """Delete every key found by :meth:`find_keys_by_tag_value` (concurrently); return how many."""
         keys = self.find_keys_by_tag_value(tag_key, tag_value)
-        return sum(self._map(self.delete, keys))
+        deleted = sum(self._map(self.delete, keys))
+        index = self._index()
+        if index is not None and tag_value is not None:
+            index.forget(keys, {tag_key: tag_value})  # the markers searched for, not left behind
+        return deleted
 
     def rebuild_tag_index(self) -> int:
         """(Re)build the bucket's tag index from every key's tags and turn it on; return the marker count.
@@ -481,8 +489,12 @@ class S3KV(MutableMapping[str, Any]):
         keeps it current. See :mod:`.tagindex`.
         """
         self.backend.require(TAGS)
-        index = TagIndex(self.backend, self._pool)
+        with self._index_lock:
+            count = self._rebuild_index(TagIndex(self.backend, self._pool))
+            self._tag_index_checked = True
+        return count
 
+    def _rebuild_index(self, index: TagIndex) -> int:
         def tags_of(key: str) -> dict[str, str]:
             try:
                 return self.backend.get_tags(key_name(key))
@@ -490,14 +502,15 @@ class S3KV(MutableMapping[str, Any]):
                 return {}
 
         count = index.rebuild(tags_of, self.list_keys())
-        self._tag_index, self._tag_index_checked = index, True
+        self._tag_index = index
         return count
 
     def drop_tag_index(self) -> None:
         """Remove the tag index; searches scan again."""
         self.backend.require(TAGS)
-        TagIndex(self.backend, self._pool).drop()
-        self._tag_index, self._tag_index_checked = None, True
+        with self._index_lock:
+            TagIndex(self.backend, self._pool).drop()
+            self._tag_index, self._tag_index_checked = None, True
 
     # ----------------------------------------------------------------- object lock
     def _locked(self, key: str, op: str, *args: Any) -> Any:
@@ -550,7 +563,10 @@ class S3KV(MutableMapping[str, Any]):
             raise KeyNotFound(key)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.key_exists(key)
+        try:
+            return isinstance(key, str) and self.key_exists(key)
+        except InvalidName:
+            return False  # no such key can exist
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.list_keys())
