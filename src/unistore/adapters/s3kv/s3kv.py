@@ -22,7 +22,7 @@ from typing import Any
 
 from ...backends.base import CHECKSUMS, METADATA, OBJECT_LOCK, TAGS, Backend, ObjectMeta, StoreMeta
 from ...backends.memory import MemoryBackend
-from ...errors import BackendDoesNotExist, ConfigError, InvalidName, ObjectNotFound
+from ...errors import BackendDoesNotExist, BackendError, ConfigError, InvalidName, ObjectNotFound
 from ...url import open_backend
 from .cache import KVCache, default_cache_root
 from .codec import ROOT, check_key, decode, encode, key_name, name_key, raw_or_key
@@ -520,6 +520,11 @@ class S3KV(MutableMapping[str, Any]):
             return getattr(self.backend, op)(name, *args)
         except ObjectNotFound:
             raise KeyNotFound(key) from None
+        except BackendError:
+            # some services (SeaweedFS) answer a lock call on a missing object with a 500
+            if not self.backend.info(name).exists:
+                raise KeyNotFound(key) from None
+            raise
 
     def place_retention_lock(self, key: str, retention_days: float) -> datetime:
         """Lock ``key`` against deletion and overwrite for ``retention_days`` days (GOVERNANCE mode);
