@@ -16,6 +16,7 @@ import pytest
 
 from tests.test_s3kv import wipe
 from unistore.adapters.s3kv import S3KV
+from unistore.adapters.s3kv.s3kv import MTIME_SETTLED
 from unistore.backends.s3 import S3Backend
 
 KINDS = ["posixfs", "seaweedfs"]
@@ -25,6 +26,7 @@ TTL = 1.0
 WORKER = r"""
 import json, sys
 from unistore.adapters.s3kv import S3KV
+from unistore.adapters.s3kv.s3kv import MTIME_SETTLED
 stores = {}
 for line in sys.stdin:
     url, cache_dir, op, key, value = line.rstrip("\n").split("\t")
@@ -168,6 +170,20 @@ def test_ttl_zero_revalidates_every_read(open_kv: Any) -> None:
     kv.backend.delete("s3kv/k.json")
     assert kv.get("k") is None
     assert kv.get_from_cache("k") is None
+
+
+def test_settled_size_and_mtime_validate_and_catch_a_same_size_rewrite(open_kv: Any) -> None:
+    kv = open_kv(cache_ttl=0)
+    kv.backend.store("s3kv/k.json", b'"aaa"')
+    time.sleep(MTIME_SETTLED + 0.1)  # an mtime this old validates (a whole-second clock cannot hide a rewrite)
+    assert kv["k"] == "aaa"  # fetched
+    assert kv["k"] == "aaa"  # revalidated (ETag, or size+mtime)
+    entry = kv.cache.get("k")
+    assert entry is not None and entry.size == 5 and entry.mtime is not None
+    assert kv["k"] == "aaa"  # revalidated by size+mtime alone
+    kv.backend.store("s3kv/k.json", b'"bbb"')  # same size, a new mtime
+    assert kv["k"] == "bbb"
+    assert kv["k"] == "bbb"
 
 
 def test_cache_off_writes_nothing(open_kv: Any, tmp_path: Path) -> None:

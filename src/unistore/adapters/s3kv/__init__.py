@@ -3,7 +3,8 @@
 Migrating from s3kv is a change of import: ``from unistore.adapters.s3kv import S3KV``.
 """
 
+from .capabilities import KeyNotFound
 from .codec import check_key
-from .s3kv import S3KV, KeyNotFound
+from .s3kv import S3KV
 
 __all__ = ["S3KV", "KeyNotFound", "check_key"]
