@@ -73,7 +73,11 @@ def bench_get(sw: SeaweedFS, count: int, n_rounds: int) -> None:
     bucket = sw.new_bucket()
     keys = [f"cfg/{i:05d}" for i in range(count)]
     old = old_kv(sw, bucket)
-    cached, revalidated, cold = new_kv(sw, bucket), new_kv(sw, bucket, cache_ttl=0), new_kv(sw, bucket)
+    # each its own cache root: they would share (and clear) one folder otherwise
+    root = Path(os.environ["XDG_CACHE_HOME"])
+    cached = new_kv(sw, bucket)
+    revalidated = new_kv(sw, bucket, cache_ttl=0, cache_dir=root / "ttl0")
+    cold = new_kv(sw, bucket, cache_dir=root / "cold")
     cached.backend.store_many([(f"s3kv/{k}.json", json.dumps(value_of(i)).encode()) for i, k in enumerate(keys)])
     for store in (cached, revalidated):
         for key in keys:  # warm: the first read fills the cache
