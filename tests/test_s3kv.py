@@ -272,3 +272,30 @@ def test_s3kv_constructor_and_typed_failures(seaweedfs: Any, tmp_path: Path) -> 
         S3KV(seaweedfs.endpoint, bucket, seaweedfs.access_key, "wrong-secret-0123456789")
     with pytest.raises(BackendConnectionError):
         S3KV("http://127.0.0.1:9", bucket, "k", "s", connect_timeout=1, max_attempts=1)
+
+
+def test_connection_failures_are_typed_never_false_or_none(tmp_path: Path) -> None:
+    from unistore.backends.posixfs import PosixFS
+    from unistore.layers.chaos import ChaosLayer
+
+    inner = PosixFS(str(tmp_path / "store"))
+    inner.create()
+    inner.open()
+    with S3KV(backend=inner, cache_dir=tmp_path / "c", cache_ttl=0) as good:
+        good["k"] = 1
+        assert good["k"] == 1  # cached
+    flaky = ChaosLayer(inner, error_rate=1.0)  # every call fails before it reaches the store
+    with S3KV(backend=flaky, cache_dir=tmp_path / "c", cache_ttl=0) as kv:
+        for call in (
+            lambda: kv.get("k"),
+            lambda: kv.get("missing"),
+            lambda: kv.key_exists("k"),
+            lambda: kv["k"],
+            lambda: kv.add("k", 2),
+            lambda: kv.delete("k"),
+            lambda: kv.list_keys(),
+            lambda: kv.get_key_size("k"),
+        ):
+            with pytest.raises(BackendConnectionError):
+                call()
+    inner.close()
