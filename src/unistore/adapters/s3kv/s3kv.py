@@ -197,6 +197,7 @@ class S3KV(CapabilityMethods, MutableMapping[str, Any]):
                 self.backend.store_with_meta(name, data, meta)
             else:
                 self.backend.store(name, data)
+            log.debug("add %r: %d bytes", key, len(data))
             if self.cache is not None:
                 # with content checksums (S3: the ETag is the MD5) the written bytes validate themselves
                 if not (self.backend.supports(CHECKSUMS) and self.cache.put(key, data, generation=gen)):
@@ -204,7 +205,11 @@ class S3KV(CapabilityMethods, MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, ``default`` if it does not exist (served from the cache per ``cache_ttl``)."""
+        t0 = time.perf_counter()
         data = self._load(key)
+        if log.isEnabledFor(logging.DEBUG):
+            size = "missing" if data is None else f"{len(data)} bytes"
+            log.debug("get %r: %s in %.3f ms", key, size, (time.perf_counter() - t0) * 1e3)
         return default if data is None else decode(data, key)
 
     def _load(self, key: str) -> bytes | None:
