@@ -51,6 +51,17 @@ def test_set_get_ls_rm(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert kv(capsys, url, "ls")[1].split() == ["dir/blob"]
 
 
+def test_encrypt_key_file_option(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "kv.key"
+    key.write_text("ab" * 32)
+    assert kv(capsys, url, "--encrypt-key-file", str(key), "set", "secret", '{"pw": "hunter2"}')[0] == 0
+    stored = (tmp_path / "store" / "s3kv" / "secret.json").read_bytes()
+    assert b"hunter2" not in stored  # encrypted at rest
+    code, out, _ = kv(capsys, url, "--encrypt-key-file", str(key), "get", "secret")
+    assert code == 0 and json.loads(out) == {"pw": "hunter2"}
+    assert kv(capsys, url, "get", "secret")[0] != 0  # without the key: no JSON to read
+
+
 def test_user_errors_exit_2_with_one_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (
         ("set", "k", "not json"),

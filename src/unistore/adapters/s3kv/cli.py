@@ -12,36 +12,41 @@
     unistore kv --url URL retain KEY DAYS|off
 
 VALUE is JSON (``set cfg '{"a": 1}'``); ``--string`` stores it as a JSON string as given,
-``--bytes`` stores the raw bytes (of ``-`` = stdin, or ``@FILE``). ``--json`` prints machine-readable
-output. The command uses no local cache unless ``--cache-ttl`` is given. Exit codes: 0 done,
-1 failed (missing key, connection), 2 bad input (one line on stderr).
+``--bytes`` stores the raw bytes (of ``-`` = stdin, or ``@FILE``). ``--url`` is a backend URL or a
+named remote (``-o`` options, ``--encrypt-key-file`` and ``--compress`` apply as for every
+``unistore`` command). ``--json`` prints machine-readable output. The command uses no local cache
+unless ``--cache-ttl`` is given. Exit codes: 0 done, 1 failed (missing key, connection), 2 bad
+input (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
-import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ...errors import ConfigError
 from .s3kv import S3KV, KeyNotFound
 
 
-def _kv(args: argparse.Namespace) -> S3KV:
-    url = getattr(args, "url", None) or os.environ.get("UNISTORE_URL")
-    if not url:
-        raise ConfigError("no backend URL: pass --url or set UNISTORE_URL")
-    options = {}
-    for item in getattr(args, "option", None) or []:  # -o KEY=VALUE of the unistore command
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise ConfigError(f"a backend option must be given as KEY=VALUE, not {item!r}")
-        options[k] = v
-    ttl = getattr(args, "cache_ttl", None)
-    return S3KV.from_url(url, enable_local_cache=ttl is not None, cache_ttl=ttl, **options)
+@contextlib.contextmanager
+def _kv(args: argparse.Namespace) -> Iterator[S3KV]:
+    """The S3KV on ``--url`` (a URL or named remote, with ``-o`` options and the encryption and
+    compression options of the unistore command), closed afterwards."""
+    from ...cli.locations import Session
+    from ...cli.output import Output
+
+    with Session(args, Output(bool(getattr(args, "json", False)))) as session:
+        target = session.target()
+        if target.prefix:
+            raise ConfigError("unistore kv works on a whole store: give its URL, not a path inside it")
+        ttl = getattr(args, "cache_ttl", None)
+        with S3KV(backend=target.backend, enable_local_cache=ttl is not None, cache_ttl=ttl) as kv:
+            yield kv
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
