@@ -299,3 +299,27 @@ def test_connection_failures_are_typed_never_false_or_none(tmp_path: Path) -> No
             with pytest.raises(BackendConnectionError):
                 call()
     inner.close()
+
+
+def test_encrypted_and_compressed_values(tmp_path: Path) -> None:
+    """S3KV takes the layers' options: values are encrypted at rest, read back, and a wrong key never reads."""
+    import os
+
+    from unistore.backends.posixfs import PosixFS
+    from unistore.errors import IntegrityError
+
+    key_file = tmp_path / "kv.key"
+    key_file.write_bytes(os.urandom(32))
+    url = f"file://{tmp_path}/kv"
+    kv = S3KV.from_url(url, create=True, encryption_key_file=str(key_file), compression="zstd",
+                       cache_dir=tmp_path / "cache")  # fmt: skip
+    kv.add("config/db", {"password": "hunter2", "hosts": ["a", "b"]})
+    assert kv.get("config/db") == {"password": "hunter2", "hosts": ["a", "b"]}
+    raw = PosixFS(f"{tmp_path}/kv")
+    with raw:
+        assert b"hunter2" not in raw.load("s3kv/config/db.json")
+    other = tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    wrong = S3KV.from_url(url, encryption_key_file=str(other), enable_local_cache=False)
+    with pytest.raises(IntegrityError):
+        wrong.get("config/db")

@@ -11,6 +11,7 @@ validated before anything is written, and failures are typed :mod:`unistore.erro
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import zlib
@@ -23,6 +24,7 @@ from typing import Any
 from ...backends.base import CHECKSUMS, METADATA, Backend, ObjectMeta, StoreMeta
 from ...backends.memory import MemoryBackend
 from ...errors import BackendDoesNotExist, ConfigError, InvalidName, ObjectNotFound
+from ...layers.stack import wrap_data_layers
 from ...url import open_backend
 from .cache import Entry, KVCache, default_cache_root
 from .capabilities import CapabilityMethods, KeyNotFound
@@ -78,6 +80,8 @@ class S3KV(CapabilityMethods, MutableMapping[str, Any]):
         tag_index: bool | None = None,
         workers: int = 16,
         create: bool = False,
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        compression: str | None = None,
         **options: Any,
     ) -> None:
         if backend is None:
@@ -94,6 +98,9 @@ class S3KV(CapabilityMethods, MutableMapping[str, Any]):
             raise ConfigError("give either backend=... or the S3 arguments and options, not both")
         if cache_ttl is not None and cache_ttl < 0:
             raise ConfigError(f"cache_ttl must be >= 0 or None, not {cache_ttl!r}")
+        if encryption_key_file is not None or compression is not None:
+            # values encrypted (and compressed) in the bucket; the local cache keeps plaintext
+            backend = wrap_data_layers(backend, encryption_key_file=encryption_key_file, compression=compression)
         self.backend = backend
         self.cache_ttl = cache_ttl
         self.workers = max(1, int(workers))
@@ -131,6 +138,8 @@ class S3KV(CapabilityMethods, MutableMapping[str, Any]):
         tag_index: bool | None = None,
         workers: int = 16,
         create: bool = False,
+        encryption_key_file: str | os.PathLike[str] | None = None,
+        compression: str | None = None,
         **options: Any,
     ) -> S3KV:
         """An S3KV on the backend a unistore URL names (``s3:KEY:SECRET@http://host:port/bucket/prefix``,
@@ -143,6 +152,8 @@ class S3KV(CapabilityMethods, MutableMapping[str, Any]):
             tag_index=tag_index,
             workers=workers,
             create=create,
+            encryption_key_file=encryption_key_file,
+            compression=compression,
         )
 
     def __repr__(self) -> str:
