@@ -13,7 +13,7 @@ threads use one Store concurrently. The namespace configuration is replaced atom
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 from .backends.base import Backend, ItemInfo, Value
@@ -51,7 +51,12 @@ def _parse_config(config: object) -> dict[str, list[int]]:
 
 
 class Store:
-    """Key/value store with namespaces, nesting levels and soft delete (borgstore-compatible)."""
+    """Key/value store with namespaces, nesting levels and soft delete (borgstore-compatible).
+
+    ``layers`` wraps the backend in layers, listed as data flows (outermost first), each a callable
+    taking a Backend and returning one: ``layers=[CompressLayer, partial(EncryptLayer, key=k)]``
+    compresses, then encrypts. ``backend_options`` go to the backend built from ``url``.
+    """
 
     def __init__(
         self,
@@ -59,6 +64,7 @@ class Store:
         backend: Backend | None = None,
         config: Mapping[str, Mapping[str, Any]] | None = None,
         permissions: Mapping[str, str] | None = None,
+        layers: Sequence[Callable[[Backend], Backend]] | None = None,
         **backend_options: Any,
     ) -> None:
         if backend is None:
@@ -71,6 +77,16 @@ class Store:
             backend = open_backend(url, **backend_options)
         elif permissions is not None:
             raise ConfigError("give permissions to the backend itself when passing a backend instance")
+        elif backend_options:
+            raise ConfigError(
+                f"backend options {sorted(backend_options)} are only used with a url; "
+                "give them to the backend itself when passing a backend instance"
+            )
+        # layers are listed as data flows, outermost first: [CompressLayer, EncryptLayer] compresses then encrypts
+        for make_layer in reversed(list(layers or ())):
+            backend = make_layer(backend)
+            if not isinstance(backend, Backend):
+                raise ConfigError(f"a layer factory returned {type(backend).__name__}, not a Backend")
         self.url = url
         self.backend = backend
         self.levels: Levels = []

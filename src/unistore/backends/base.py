@@ -13,7 +13,6 @@ Every backend must be safe to call from many threads at once.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import io
 import shutil
@@ -22,26 +21,37 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import IO, Any, BinaryIO, ClassVar, NamedTuple
 
-from ..errors import BackendMustBeOpen, CapabilityNotSupported, ObjectNotFound, ReadRangeError
+from ..errors import BackendMustBeOpen, ObjectNotFound, ReadRangeError
 from ..names import check_name, join
+from .capabilities import (
+    CAPABILITIES,
+    CHECKSUMS,
+    METADATA,
+    MULTIPART,
+    OBJECT_LOCK,
+    PRESIGN,
+    SERVER_SIDE_COPY,
+    SSE_C,
+    STORAGE_CLASS,
+    TAGS,
+    CapabilityMethods,
+    ObjectMeta,
+    StoreMeta,
+)
 
 #: bytes-like values accepted by ``store``
 Value = bytes | bytearray | memoryview
 
 CHUNK_SIZE = 8 * 1024 * 1024
 
-# capability names, see Backend.supports()
-PRESIGN = "presign"
-TAGS = "tags"
-OBJECT_LOCK = "object_lock"
-MULTIPART = "multipart"
-SERVER_SIDE_COPY = "server_side_copy"
-SSE_C = "sse_c"
-STORAGE_CLASS = "storage_class"
-CAPABILITIES = frozenset({PRESIGN, TAGS, OBJECT_LOCK, MULTIPART, SERVER_SIDE_COPY, SSE_C, STORAGE_CLASS})
+# capability names and records live in .capabilities; re-exported here for existing imports
+__all__ = [
+    "CAPABILITIES", "CHECKSUMS", "METADATA", "MULTIPART", "OBJECT_LOCK", "PRESIGN", "SERVER_SIDE_COPY", "SSE_C",
+    "STORAGE_CLASS", "TAGS", "Backend", "ItemInfo", "ObjectMeta", "StoreMeta", "Value", "as_bytes_view",
+    "copy_stream", "ordered_map", "resolve_range",
+]
 
 
 class ItemInfo(NamedTuple):
@@ -78,13 +88,17 @@ def resolve_range(total: int, offset: int, size: int | None) -> tuple[int, int]:
     return start, end - start
 
 
-class Backend(ABC):
-    """A storage driver: relative names -> bytes. Subclasses implement the abstract methods."""
+class Backend(CapabilityMethods, ABC):
+    """A storage driver: relative names -> bytes. Subclasses implement the abstract methods.
+
+    The optional capabilities (presign, tags, object lock, multipart, metadata, ...) and their
+    generic versions come from :class:`~unistore.backends.capabilities.CapabilityMethods`.
+    """
 
     #: URL schemes this backend serves (for :mod:`unistore.url`)
     schemes: ClassVar[tuple[str, ...]] = ()
-    #: optional capabilities this backend implements
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: optional capabilities of this backend; an instance may narrow or widen them (decided at open)
+    capabilities: frozenset[str] = frozenset()
     #: borgstore: ask the Store to create all nesting directories at create() time
     precreate_dirs: ClassVar[bool] = False
     #: how many threads the bulk operations use (1 = sequential)
@@ -248,72 +262,6 @@ class Backend(ABC):
             return 1
 
         return sum(self._map(one, names))
-
-    # ----------------------------------------------------------------- capabilities
-    def supports(self, capability: str) -> bool:
-        """True if this backend implements the optional ``capability``."""
-        return capability in self.capabilities
-
-    def require(self, capability: str) -> None:
-        """Raise CapabilityNotSupported unless the backend implements ``capability``."""
-        if capability not in self.capabilities:
-            raise CapabilityNotSupported(type(self).__name__, capability)
-
-    def presign(self, name: str, *, method: str = "GET", expires: int = 3600) -> str:
-        """A URL that allows ``method`` (GET or PUT) on ``name`` without credentials until it expires."""
-        raise CapabilityNotSupported(type(self).__name__, PRESIGN)
-
-    def get_tags(self, name: str) -> dict[str, str]:
-        """The item's tags."""
-        raise CapabilityNotSupported(type(self).__name__, TAGS)
-
-    def put_tags(self, name: str, tags: Mapping[str, str]) -> None:
-        """Replace the item's tags."""
-        raise CapabilityNotSupported(type(self).__name__, TAGS)
-
-    def delete_tags(self, name: str) -> None:
-        """Remove all tags of the item."""
-        raise CapabilityNotSupported(type(self).__name__, TAGS)
-
-    def set_retention(self, name: str, mode: str, until: datetime) -> None:
-        """Lock the item until ``until`` (mode GOVERNANCE or COMPLIANCE)."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def get_retention(self, name: str) -> tuple[str, datetime] | None:
-        """``(mode, until)`` or None."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def set_legal_hold(self, name: str, on: bool) -> None:
-        """Put a legal hold on the item, or release it."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def get_legal_hold(self, name: str) -> bool:
-        """True if the item is under legal hold."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def create_multipart(self, name: str) -> str:
-        """Start a multipart upload for ``name``; return its upload id."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def presign_part(self, name: str, upload_id: str, part_number: int, *, expires: int = 3600) -> str:
-        """A URL that lets a client PUT one part of a multipart upload."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def list_parts(self, name: str, upload_id: str) -> builtins.list[dict[str, Any]]:
-        """The parts uploaded so far: ``[{"part_number", "etag", "size"}]``."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def complete_multipart(self, name: str, upload_id: str, parts: builtins.list[dict[str, Any]] | None = None) -> None:
-        """Assemble the parts (all uploaded parts when ``parts`` is None) into the item."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def abort_multipart(self, name: str, upload_id: str) -> None:
-        """Abort a multipart upload and free its parts."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def list_multipart_uploads(self, prefix: str = "") -> builtins.list[dict[str, Any]]:
-        """Pending multipart uploads: ``[{"name", "upload_id", "initiated"}]``."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
 
     # ----------------------------------------------------------------- helpers for subclasses
     @staticmethod

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from ..backends.base import Backend, ItemInfo, Value, as_bytes_view
-from .base import Layer
+from ..backends.base import Backend, ItemInfo, ObjectMeta, StoreMeta, Value, as_bytes_view
+from .base import ALL_CAPABILITIES, DERIVED_OPS, Layer
 
 logger = logging.getLogger("unistore.layers.stats")
 
@@ -20,7 +20,14 @@ VOLUME_OPS = ("load", "store")
 
 
 class StatsLayer(Layer):
-    """Counts calls, time (s) and volume (bytes) per operation; ``stats`` returns the dict."""
+    """Counts calls, time (s) and volume (bytes) per operation; ``stats`` returns the dict.
+
+    It is also where every operation is logged once, at DEBUG on ``unistore.layers.stats``, with its
+    time and volume (backends do not log timings themselves).
+    """
+
+    forward = DERIVED_OPS
+    honours = ALL_CAPABILITIES
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(inner)
@@ -100,6 +107,37 @@ class StatsLayer(Layer):
             return self.inner.hash(name, algorithm)
         finally:
             self._record("hash", t)
+
+    def stat(self, name: str) -> ObjectMeta:
+        t = time.perf_counter_ns()
+        try:
+            return self.inner.stat(name)
+        finally:
+            self._record("info", t)
+
+    def store_with_meta(
+        self, name: str, data: Value | IO[bytes], meta: StoreMeta | None = None, *, size: int | None = None
+    ) -> None:
+        if isinstance(data, bytes | bytearray | memoryview):
+            t = time.perf_counter_ns()
+            try:
+                self.inner.store_with_meta(name, data, meta)
+            finally:
+                self._record("store", t, len(as_bytes_view(data)))
+            return
+        counting = _CountingReader(data)
+        t = time.perf_counter_ns()
+        try:
+            self.inner.store_with_meta(name, counting, meta, size=size)  # type: ignore[arg-type]
+        finally:
+            self._record("store", t, counting.count)
+
+    def copy(self, src: str, dst: str) -> None:
+        t = time.perf_counter_ns()
+        try:
+            self.inner.copy(src, dst)
+        finally:
+            self._record("copy", t)
 
     def list(self, name: str) -> Iterator[ItemInfo]:
         return self._timed_iter(lambda: self.inner.list(name))
