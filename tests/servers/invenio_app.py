@@ -40,6 +40,7 @@ def base_config(workdir: Path, db_uri: str | None = None) -> dict[str, Any]:
         "SECRET_KEY": "unistore-test",
         "SQLALCHEMY_DATABASE_URI": db_uri or f"sqlite:///{workdir / 'invenio.db'}",
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "DB_VERSIONING": False,
         "SERVER_NAME": None,
         "FILES_REST_STORAGE_FACTORY": "unistore.adapters.invenio.storage_factory",
         "FILES_REST_PERMISSION_FACTORY": "tests.servers.invenio_app:permission_factory",
@@ -80,6 +81,7 @@ def permission_factory(obj: Any, action: str) -> _Permission:
 
 def create_app(config: dict[str, Any]) -> Any:
     from flask import Flask
+    from flask_babel import Babel
     from flask_celeryext import FlaskCeleryExt
     from flask_login import LoginManager
     from invenio_db import InvenioDB
@@ -88,6 +90,7 @@ def create_app(config: dict[str, Any]) -> Any:
 
     app = Flask("unistore_invenio_test")
     app.config.update(config)
+    Babel(app)
     InvenioDB(app, entry_point_group=False)
     InvenioFilesREST(app)
     FlaskCeleryExt(app)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from math import ceil
 from typing import Any
 
@@ -25,7 +25,7 @@ from blinker import Namespace
 from flask import current_app
 
 from ...backends.base import Backend
-from ...errors import ObjectNotFound
+from ...errors import ObjectNotFound, UploadNotFound
 from . import locations
 
 log = logging.getLogger("unistore.adapters.invenio.multipart")
@@ -133,7 +133,7 @@ def start(bucket: Any, key: str, size: int, content_type: str | None = None, par
             "parts": parts,
             "content_type": mu.content_type,
         }
-        until = datetime.now(timezone.utc) + timedelta(seconds=expires)
+        until = datetime.now(UTC) + timedelta(seconds=expires)
         ObjectVersionTag.create(obj, STATE_TAG, json.dumps(state))
         ObjectVersionTag.create(obj, EXPIRES_TAG, until.isoformat())
     return obj
@@ -158,7 +158,7 @@ def expires_of(obj: Any) -> datetime | None:
     if not raw:
         return None
     at = datetime.fromisoformat(raw)
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _storage(obj: Any) -> Any:
@@ -194,7 +194,7 @@ def uploaded_parts(obj: Any, state: dict[str, Any]) -> list[dict[str, Any]]:
     backend, name = _backend_and_name(obj)
     try:
         parts = backend.list_parts(name, state["upload_id"])
-    except ObjectNotFound as e:
+    except (ObjectNotFound, UploadNotFound) as e:
         raise MultipartError("the upload is gone (completed, aborted or expired)", status=404) from e
     return [{"PartNumber": int(p["part_number"]), "ETag": _quoted(p["etag"]), "Size": int(p["size"])} for p in parts]
 
@@ -254,7 +254,7 @@ def abort(obj: Any, state: dict[str, Any]) -> None:
     backend, name = _backend_and_name(obj)
     try:
         backend.abort_multipart(name, state["upload_id"])
-    except ObjectNotFound:
+    except (ObjectNotFound, UploadNotFound):
         pass  # gone already: only the records are left
     remove_version(obj)
     after_upload_abort.send(obj, state=state)

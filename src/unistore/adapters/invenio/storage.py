@@ -14,7 +14,7 @@ import logging
 import mimetypes
 import tempfile
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from math import ceil
 from time import time
 from typing import Any
@@ -24,7 +24,7 @@ from flask import current_app
 from invenio_files_rest.storage import FileStorage
 
 from ...backends.base import CHECKSUMS, METADATA, MULTIPART, PRESIGN, SERVER_SIDE_COPY, TAGS, Backend, StoreMeta
-from ...errors import CapabilityNotSupported, ObjectNotFound, UnistoreError
+from ...errors import CapabilityNotSupported, ObjectNotFound, UnistoreError, UploadNotFound
 from . import locations
 from .streams import AssembledReader, BackendReader, CountingReader
 
@@ -224,7 +224,7 @@ class UnistoreFileStorage(FileStorage):  # type: ignore[misc]
         if not restricted:
             rv.cache_control.public = True
             rv.cache_control.max_age = expires
-            rv.expires = int(time() + expires)
+            rv.expires = int(time() + expires)  # type: ignore[assignment]
         else:
             rv.cache_control.no_cache = True
         return rv
@@ -386,7 +386,7 @@ class UnistoreFileStorage(FileStorage):  # type: ignore[misc]
                 if up["name"] == self.name:
                     try:
                         backend.abort_multipart(self.name, up["upload_id"])
-                    except ObjectNotFound:
+                    except (ObjectNotFound, UploadNotFound):
                         pass
         if not self.flat:
             try:
@@ -426,11 +426,11 @@ class UnistoreFileStorage(FileStorage):  # type: ignore[misc]
             return self.fileurl, size, checksum
         fp = src.open(mode="rb")
         try:
-            uri, size, checksum = self.save(fp, chunk_size=chunk_size, progress_callback=progress_callback)
+            uri, saved, md5 = self.save(fp, chunk_size=chunk_size, progress_callback=progress_callback)
         finally:
             fp.close()
-        assert size is not None and checksum is not None
-        return uri, size, checksum
+        assert saved is not None and md5 is not None
+        return uri, saved, md5
 
 
 class UnistoreMultipartFileStorage(UnistoreFileStorage):
@@ -451,7 +451,7 @@ class UnistoreMultipartFileStorage(UnistoreFileStorage):
         if not self.backend.supports(PRESIGN):
             return {}
         expires = int(self._config("S3_UPLOAD_URL_EXPIRATION"))
-        at = datetime.now(timezone.utc) + timedelta(seconds=expires)
+        at = datetime.now(UTC) + timedelta(seconds=expires)
         expiration = at.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
         upload_id = multipart_metadata["uploadId"]
         return {
@@ -494,7 +494,7 @@ class UnistoreMultipartFileStorage(UnistoreFileStorage):
     def multipart_abort_upload(self, **multipart_metadata: Any) -> None:
         try:
             self.backend.abort_multipart(self.name, multipart_metadata["uploadId"])
-        except ObjectNotFound:
+        except (ObjectNotFound, UploadNotFound):
             pass  # gone already (expired, aborted or completed): the caller cleans up its records
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import shared_task
@@ -32,9 +32,9 @@ def cleanup_expired_multipart_uploads(now: str | None = None) -> list[str]:
 
     from . import multipart
 
-    at = datetime.fromisoformat(now) if now else datetime.now(timezone.utc)
+    at = datetime.fromisoformat(now) if now else datetime.now(UTC)
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
     done: list[str] = []
     tags = (
         db.session.query(ObjectVersionTag)
