@@ -210,7 +210,9 @@ def test_direct_multipart_upload(env: Env) -> None:
     # a single part number works too, answered in the same shape
     one = HTTP.get(env.url(f"{base}/1/presigned"), timeout=30).json()["presignedUrls"]
     assert list(one) == ["1"]
-    etags = put_parts(env, bucket, "dir/direct.bin", upload_id, {n + 1: data[n * part : (n + 1) * part] for n in range(3)})
+    etags = put_parts(
+        env, bucket, "dir/direct.bin", upload_id, {n + 1: data[n * part : (n + 1) * part] for n in range(3)}
+    )
     listed = HTTP.get(env.url(f"{base}/parts"), timeout=30).json()
     assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed] == [
         (1, etags[1], part),
@@ -220,7 +222,11 @@ def test_direct_multipart_upload(env: Env) -> None:
     # the object is not downloadable before completion
     assert HTTP.get(env.url(f"/files/{bucket}/dir/direct.bin"), timeout=30).status_code != 200
     # a wrong ETag list fails cleanly and leaves the upload as it was
-    wrong = [{"PartNumber": 1, "ETag": etags[2]}, {"PartNumber": 2, "ETag": etags[2]}, {"PartNumber": 3, "ETag": etags[3]}]
+    wrong = [
+        {"PartNumber": 1, "ETag": etags[2]},
+        {"PartNumber": 2, "ETag": etags[2]},
+        {"PartNumber": 3, "ETag": etags[3]},
+    ]
     r = HTTP.post(env.url(f"{base}/complete"), json={"parts": wrong}, timeout=30)
     assert r.status_code == 400 and "part 1" in r.json()["message"]
     r = HTTP.post(env.url(f"{base}/complete"), json={"parts": wrong[1:]}, timeout=30)
@@ -312,7 +318,9 @@ def test_cleanup_task_in_the_worker(env: Env) -> None:
         )
         ObjectVersionTag.create(obj, multipart.OAREPO_EXPIRES_TAG, datetime.utcnow().isoformat())
         far = ObjectVersion.get(bucket, "fresh.bin")
-        ObjectVersionTag.create_or_update(far, multipart.EXPIRES_TAG, (datetime.now(UTC) + timedelta(days=30)).isoformat())
+        ObjectVersionTag.create_or_update(
+            far, multipart.EXPIRES_TAG, (datetime.now(UTC) + timedelta(days=30)).isoformat()
+        )
         db.session.commit()
         backend = obj.file.storage().backend
     now = (datetime.now(UTC) + timedelta(days=2)).isoformat()
@@ -335,9 +343,7 @@ def rdm_storage(env: Env, location: str) -> Any:
     from invenio_files_rest.models import FileInstance
 
     fi = FileInstance.create()
-    return storage_factory(
-        fileinstance=fi, default_location=env.site.locations[location], default_storage_class=None
-    )
+    return storage_factory(fileinstance=fi, default_location=env.site.locations[location], default_storage_class=None)
 
 
 def test_rdm_multipart_through_presigned_links(env: Env) -> None:
@@ -348,8 +354,13 @@ def test_rdm_multipart_through_presigned_links(env: Env) -> None:
         storage = rdm_storage(env, "s3")
         assert all(
             hasattr(storage, m)
-            for m in ("multipart_initialize_upload", "multipart_links", "multipart_set_content",
-                      "multipart_commit_upload", "multipart_abort_upload")
+            for m in (
+                "multipart_initialize_upload",
+                "multipart_links",
+                "multipart_set_content",
+                "multipart_commit_upload",
+                "multipart_abort_upload",
+            )
         )
         md = storage.multipart_initialize_upload(parts, len(data), part) or {}
         md.setdefault("parts", parts)
@@ -378,7 +389,12 @@ def test_rdm_multipart_through_the_app_and_abort(env: Env) -> None:
     data = os.urandom(part + 10)
     with env.site.app.test_request_context():
         storage = rdm_storage(env, "url")
-        md = {**storage.multipart_initialize_upload(2, len(data), part), "parts": 2, "part_size": part, "size": len(data)}
+        md = {
+            **storage.multipart_initialize_upload(2, len(data), part),
+            "parts": 2,
+            "part_size": part,
+            "size": len(data),
+        }
         import io
 
         with pytest.raises(ValueError):

@@ -38,9 +38,14 @@ def _on_file_deleted(sender: Any, obj: Any = None, **kwargs: Any) -> None:
 
     if obj is None or not obj.file_id or not locations.setting(current_app.config, "UNISTORE_INVENIO_DELETE_DATA"):
         return
-    still = db.session.query(ObjectVersion).filter_by(
-        bucket_id=obj.bucket_id, key=obj.key, version_id=obj.version_id
-    ).count()
+    factory = current_app.config.get("FILES_REST_STORAGE_FACTORY")
+    if not (isinstance(factory, str) and factory.startswith("unistore.")):
+        return  # another storage: leave its files alone
+    still = (
+        db.session.query(ObjectVersion)
+        .filter_by(bucket_id=obj.bucket_id, key=obj.key, version_id=obj.version_id)
+        .count()
+    )
     if still:
         return  # a delete marker was added; the version and its file stay
     from .tasks import delete_file_data

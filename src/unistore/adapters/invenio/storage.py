@@ -216,9 +216,7 @@ class UnistoreFileStorage(FileStorage):  # type: ignore[misc]
     def _redirect(self, filename: str, mimetype: str | None, restricted: bool, trusted: bool, attach: bool) -> Any:
         headers, mimetype, disposition = download_headers(filename, mimetype, trusted, attach)
         expires = int(self._config("S3_URL_EXPIRATION"))
-        url = self.backend.presign(
-            self.name, expires=expires, content_type=mimetype, content_disposition=disposition
-        )
+        url = self.backend.presign(self.name, expires=expires, content_type=mimetype, content_disposition=disposition)
         headers["Location"] = url
         rv = current_app.response_class(url, status=302, headers=headers, mimetype=mimetype)
         if not restricted:
@@ -475,7 +473,11 @@ class UnistoreMultipartFileStorage(UnistoreFileStorage):
             raise ValueError(f"part {part} has {content_length} bytes, not {part_size}")
         reader = CountingReader(stream, size=int(content_length))
         self.backend.upload_part(
-            self.name, multipart_metadata["uploadId"], part, reader, size=int(content_length)  # type: ignore[arg-type]
+            self.name,
+            multipart_metadata["uploadId"],
+            part,
+            reader,
+            size=int(content_length),  # type: ignore[arg-type]
         )
         reader.drain()
 
