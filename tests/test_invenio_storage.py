@@ -19,7 +19,8 @@ from invenio_files_rest.limiters import FileSizeLimit  # noqa: E402
 
 from tests.servers.invenio_site import Site, make_site  # noqa: E402
 from unistore.adapters.invenio import storage_factory  # noqa: E402
-from unistore.adapters.invenio.storage import UnistoreFileStorage, UnistoreMultipartFileStorage  # noqa: E402
+from unistore.adapters.invenio.rdm import UnistoreMultipartFileStorage  # noqa: E402
+from unistore.adapters.invenio.storage import UnistoreFileStorage  # noqa: E402
 from unistore.backends.base import MULTIPART, PRESIGN  # noqa: E402
 from unistore.errors import ObjectNotFound  # noqa: E402
 

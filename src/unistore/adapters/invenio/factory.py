@@ -9,7 +9,8 @@ from flask import current_app
 
 from ...backends.base import MULTIPART
 from . import locations
-from .storage import UnistoreFileStorage, UnistoreMultipartFileStorage
+from .rdm import UnistoreMultipartFileStorage
+from .storage import UnistoreFileStorage
 
 
 def storage_factory(

@@ -14,8 +14,7 @@ import logging
 import mimetypes
 import tempfile
 import unicodedata
-from datetime import UTC, datetime, timedelta
-from math import ceil
+from datetime import datetime
 from time import time
 from typing import Any
 from urllib.parse import quote
@@ -429,75 +428,6 @@ class UnistoreFileStorage(FileStorage):  # type: ignore[misc]
             fp.close()
         assert saved is not None and md5 is not None
         return uri, saved, md5
-
-
-class UnistoreMultipartFileStorage(UnistoreFileStorage):
-    """The storage where the backend has multipart uploads: invenio-s3's multipart methods, which
-    InvenioRDM's multipart transfer calls (it keeps their metadata as JSON in the file record)."""
-
-    def multipart_initialize_upload(self, parts: int, size: int, part_size: int | None) -> dict[str, Any]:
-        parts = int(parts)
-        if not 1 <= parts <= int(self._config("S3_MAXIMUM_NUMBER_OF_PARTS")):
-            raise ValueError(f"{parts} parts: between 1 and {self._config('S3_MAXIMUM_NUMBER_OF_PARTS')} allowed")
-        if part_size and parts != ceil(int(size) / int(part_size)):
-            raise ValueError(f"{parts} parts of {part_size} bytes cannot hold {size} bytes")
-        self._size = int(size)
-        return {"uploadId": self.backend.create_multipart(self.name)}
-
-    def multipart_links(self, **multipart_metadata: Any) -> dict[str, Any]:
-        """Presigned part URLs; without presign none, so InvenioRDM uploads through the app."""
-        if not self.backend.supports(PRESIGN):
-            return {}
-        expires = int(self._config("S3_UPLOAD_URL_EXPIRATION"))
-        at = datetime.now(UTC) + timedelta(seconds=expires)
-        expiration = at.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
-        upload_id = multipart_metadata["uploadId"]
-        return {
-            "parts": [
-                {
-                    "part": n,
-                    "url": self.backend.presign_part(self.name, upload_id, n, expires=expires),
-                    "expiration": expiration,
-                }
-                for n in range(1, int(multipart_metadata["parts"]) + 1)
-            ]
-        }
-
-    def multipart_set_content(self, part: int, stream: Any, content_length: int, **multipart_metadata: Any) -> None:
-        """Upload one part through the app (invenio-s3 raises NotImplementedError here)."""
-        part, parts = int(part), int(multipart_metadata["parts"])
-        part_size = multipart_metadata.get("part_size")
-        if not 1 <= part <= parts:
-            raise ValueError(f"part {part} is not between 1 and {parts}")
-        if part_size and part < parts and int(content_length) != int(part_size):
-            raise ValueError(f"part {part} has {content_length} bytes, not {part_size}")
-        reader = CountingReader(stream, size=int(content_length))
-        self.backend.upload_part(
-            self.name,
-            multipart_metadata["uploadId"],
-            part,
-            reader,
-            size=int(content_length),  # type: ignore[arg-type]
-        )
-        reader.drain()
-
-    def multipart_commit_upload(self, **multipart_metadata: Any) -> str:
-        """Complete the upload once every part is there; returns the ETag (``<md5 of md5s>-<n>``)."""
-        upload_id = multipart_metadata["uploadId"]
-        expected = int(multipart_metadata["parts"])
-        parts = self.backend.list_parts(self.name, upload_id)
-        if len(parts) != expected:
-            raise ValueError(f"Not all parts were uploaded, got {len(parts)} out of {expected} parts.")
-        size = multipart_metadata.get("size")
-        if size is not None and sum(int(p["size"]) for p in parts) != int(size):
-            raise ValueError(f"the parts hold {sum(int(p['size']) for p in parts)} bytes, not {size}")
-        return self.backend.complete_multipart(self.name, upload_id, parts).strip('"')
-
-    def multipart_abort_upload(self, **multipart_metadata: Any) -> None:
-        try:
-            self.backend.abort_multipart(self.name, multipart_metadata["uploadId"])
-        except (ObjectNotFound, UploadNotFound):
-            pass  # gone already (expired, aborted or completed): the caller cleans up its records
 
 
 class _Writer:
