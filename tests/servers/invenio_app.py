@@ -94,7 +94,7 @@ def create_app(config: dict[str, Any]) -> Any:
     InvenioDB(app, entry_point_group=False)
     InvenioFilesREST(app)
     FlaskCeleryExt(app)
-    LoginManager(app)
+    LoginManager(app).user_loader(lambda user_id: None)  # anonymous users only
     if config.get("STORAGE") == "invenio-s3":
         from invenio_s3 import InvenioS3
 

@@ -203,12 +203,12 @@ class BackendCache:
         self._lock = threading.Lock()
         self._backends: dict[tuple[int, str, str], Backend] = {}
 
-    def get(self, url: str, options: Mapping[str, Any]) -> Backend:
+    def get(self, url: str, options: Mapping[str, Any], *, create: bool = False) -> Backend:
         key = (os.getpid(), url, repr(sorted(options.items())))
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                backend = _open(url, options)
+                backend = _open(url, options, create)
                 self._backends[key] = backend
             return backend
 
@@ -222,13 +222,13 @@ class BackendCache:
                 log.debug("closing %r: %s", backend, e)
 
 
-def _open(url: str, options: Mapping[str, Any]) -> Backend:
+def _open(url: str, options: Mapping[str, Any], create: bool) -> Backend:
     backend = open_backend(url, **options)
     try:
         backend.open()
     except BackendDoesNotExist:
-        if not url.startswith("file://"):
-            raise  # buckets are created by the site, as with invenio-s3
+        if not create:
+            raise  # the buckets of s3:// locations are created by the site, as with invenio-s3
         backend.create()
         backend.open()
     log.debug("opened %r", backend)
@@ -249,4 +249,5 @@ def backend_for(resolved: Resolved, config: Mapping[str, Any]) -> Backend:
             options.pop("secret_key", None)
     else:
         options = dict(setting(config, "UNISTORE_INVENIO_BACKEND_OPTIONS") or {})
-    return backends.get(resolved.backend_url, options)
+    # a unistore-URL or local location is created on first use; an s3:// bucket must exist
+    return backends.get(resolved.backend_url, options, create=not resolved.root.startswith("s3://"))
