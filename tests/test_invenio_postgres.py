@@ -1,5 +1,7 @@
 """The same storage under an invenio-files-rest app on the suite's PostgreSQL (tasks run eagerly:
-the module of tests/test_invenio_rest.py has the session's real worker)."""
+the module of tests/test_invenio_rest.py has the session's real worker; invenio-files-rest's REST
+multipart merge reports progress through ``current_task``, which eager tasks lack, so that flow is
+tested there only)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,12 @@ def pg_site(tmp_path_factory: pytest.TempPathFactory, seaweedfs: Any, postgres: 
         tmp_path_factory.mktemp("invenio-pg"),
         seaweedfs,
         db_uri=uri,
-        extra={"CELERY_TASK_ALWAYS_EAGER": True, "CELERY_TASK_EAGER_PROPAGATES": True},
+        extra={
+            "CELERY_TASK_ALWAYS_EAGER": True,
+            "CELERY_TASK_EAGER_PROPAGATES": True,
+            "CELERY_RESULT_BACKEND": "cache",
+            "CELERY_CACHE_BACKEND": "memory",
+        },
     )
     yield site, site.app.test_client()
     from invenio_db import db
@@ -37,7 +44,7 @@ def pg_site(tmp_path_factory: pytest.TempPathFactory, seaweedfs: Any, postgres: 
         db.engine.dispose()
 
 
-@pytest.mark.parametrize("location", ["s3", "local"])
+@pytest.mark.parametrize("location", ["s3", "url", "local"])
 def test_upload_download_delete_on_postgres(pg_site: tuple[Site, Any], location: str) -> None:
     from invenio_files_rest.models import ObjectVersion
 
@@ -48,7 +55,7 @@ def test_upload_download_delete_on_postgres(pg_site: tuple[Site, Any], location:
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.json["checksum"] == "md5:" + hashlib.md5(data).hexdigest()
     r = client.get(f"/files/{bucket}/a.bin")
-    if location == "s3":
+    if location != "local":
         assert r.status_code == 302
         assert requests.get(r.headers["Location"], timeout=60).content == data
     else:
@@ -59,23 +66,6 @@ def test_upload_download_delete_on_postgres(pg_site: tuple[Site, Any], location:
     assert client.delete(f"/files/{bucket}/a.bin?versionId={version}").status_code == 204
     with pytest.raises(FileNotFoundError):
         storage.open("rb")
-
-
-def test_rest_multipart_on_postgres(pg_site: tuple[Site, Any]) -> None:
-    site, client = pg_site
-    bucket = site.new_bucket("s3")
-    part = 5 * MiB
-    data = os.urandom(part + 100)
-    r = client.post(f"/files/{bucket}/m.bin?uploads&size={len(data)}&partSize={part}")
-    upload_id = r.json["id"]
-    for n in (1, 0):
-        chunk = data[n * part : (n + 1) * part]
-        url = f"/files/{bucket}/m.bin?uploadId={upload_id}&partNumber={n}"
-        assert client.put(url, input_stream=io.BytesIO(chunk), content_length=len(chunk)).status_code == 200
-    r = client.post(f"/files/{bucket}/m.bin?uploadId={upload_id}")
-    assert r.status_code == 200, r.get_data(as_text=True)
-    got = client.get(f"/files/{bucket}/m.bin")
-    assert requests.get(got.headers["Location"], timeout=60).content == data
 
 
 def test_direct_multipart_on_postgres(pg_site: tuple[Site, Any]) -> None:

@@ -39,7 +39,7 @@ PARTS_SUFFIX = ".parts"  # staged parts of update() on backends without multipar
 def _storage_error(e: BaseException, what: str) -> Exception:
     from invenio_files_rest.errors import StorageError
 
-    err = StorageError(errors=[e], description=f"{what}: {e}")
+    err = StorageError(description=f"{what}: {e}")
     err.__cause__ = e
     return err
 
