@@ -79,6 +79,25 @@ def permission_factory(obj: Any, action: str) -> _Permission:
     return _Permission(action)
 
 
+def _own_celery(flask_app: Any) -> Any:
+    """A Celery app of this Flask app's own, made the default of every thread.
+
+    Flask-CeleryExt reconfigures the one global Celery app for each Flask app, but that app keeps
+    the result backend and broker pool it made first: with several test apps in one process, tasks
+    would go to the first app's queues and results. The shared tasks bind to the newest app.
+    """
+    from celery import Celery
+    from flask_celeryext._mapping import FLASK_TO_CELERY_MAPPING
+    from flask_celeryext.app import AppContextTask, map_invenio_to_celery
+
+    celery = Celery(flask_app.import_name, set_as_current=True)
+    celery.config_from_object(map_invenio_to_celery(flask_app.config, FLASK_TO_CELERY_MAPPING))
+    celery.Task = AppContextTask
+    celery.flask_app = flask_app
+    celery.set_default()
+    return celery
+
+
 def create_app(config: dict[str, Any]) -> Any:
     from flask import Flask
     from flask_babel import Babel
@@ -93,7 +112,7 @@ def create_app(config: dict[str, Any]) -> Any:
     Babel(app)
     InvenioDB(app, entry_point_group=False)
     InvenioFilesREST(app)
-    FlaskCeleryExt(app)
+    FlaskCeleryExt(app, create_celery_app=_own_celery)
     LoginManager(app).user_loader(lambda user_id: None)  # anonymous users only
     if config.get("STORAGE") == "invenio-s3":
         from invenio_s3 import InvenioS3
