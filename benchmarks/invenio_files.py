@@ -78,7 +78,8 @@ def served_app(workdir: Path, sw: SeaweedFS, storage: str, python: str) -> Itera
         db.engine.dispose()
     path = write_config(config, workdir / "config.json")
     port = free_port()
-    env = dict(os.environ, UNISTORE_INVENIO_TEST_CONFIG=str(path), PYTHONPATH=str(REPO))
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, UNISTORE_INVENIO_TEST_CONFIG=str(path), PYTHONPATH=pythonpath)
     log = open(workdir / "app.log", "wb")
     proc = subprocess.Popen(
         [python, "-m", "tests.servers.invenio_app", "serve", str(port)],

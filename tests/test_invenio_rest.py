@@ -268,6 +268,15 @@ def test_direct_multipart_bad_requests(env: Env) -> None:
     assert HTTP.post(url, json={"key": "k", "size": 10}, headers={"X-Test-Deny": "*"}).status_code in (401, 403)
     missing = env.url(f"/multipart/{uuid.uuid4()}/files/?multipart=True")
     assert HTTP.post(missing, json={"key": "k", "size": 10}, timeout=30).status_code == 404
+    from invenio_db import db
+    from invenio_files_rest.models import Bucket
+
+    with env.site.app.app_context():
+        small = Bucket.create(location=Bucket.get(bucket).location, max_file_size=1000)
+        db.session.commit()
+        small_id = str(small.id)
+    r = HTTP.post(env.url(f"/multipart/{small_id}/files/?multipart=True"), json={"key": "k", "size": 2000})
+    assert r.status_code == 400  # the bucket's size limit, as for a REST upload
     up = start_direct(env, bucket, "k", 10)
     bad = env.url(f"/multipart/{bucket}/files/k/not-the-id/1/presigned")
     assert HTTP.get(bad, timeout=30).status_code == 404

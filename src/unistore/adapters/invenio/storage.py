@@ -273,9 +273,9 @@ class UnistoreFileStorage(FileStorage):  # type: ignore[misc]
         backend = self.backend
         if not backend.supports(MULTIPART) or not backend.supports(PRESIGN):
             raise CapabilityNotSupported(repr(backend), "multipart uploads through presigned URLs")
-        limit = int(size_limit) if size_limit is not None else None
-        if limit is not None and mu.size is not None and mu.size > limit:
-            raise FileSizeError(description="File size limit exceeded.")
+        if size_limit is not None and mu.size is not None and mu.size > size_limit:
+            reason = getattr(size_limit, "reason", None) or "File size limit exceeded."
+            raise FileSizeError(description=reason)
         meta = StoreMeta(content_type=mu.content_type) if backend.supports(METADATA) and mu.content_type else None
         mu.upload_id = backend.create_multipart(self.name, meta=meta)
         mu.name = self.name
