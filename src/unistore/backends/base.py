@@ -13,7 +13,6 @@ Every backend must be safe to call from many threads at once.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import tempfile
@@ -24,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, BinaryIO, ClassVar, NamedTuple
 
 from ..errors import BackendMustBeOpen, ObjectNotFound, ReadRangeError
-from ..names import check_name, join
+from ..hashing import new_hash
+from ..names import check_name, join, nest
 from .capabilities import (
     CAPABILITIES,
     CHECKSUMS,
@@ -221,13 +221,67 @@ class Backend(CapabilityMethods, ABC):
             self.store_file(dst, tmp)
 
     def hash(self, name: str, algorithm: str = "sha256") -> str:
-        """Hex digest of the item's content (streamed)."""
-        try:
-            h = hashlib.new(algorithm)
-        except ValueError:
-            raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
+        """Hex digest of the item's content (streamed); hashlib's algorithms and ``blake3``."""
+        h = new_hash(algorithm)
         self.load_file(name, _HashSink(h))  # type: ignore[arg-type]
         return h.hexdigest()
+
+    def gather(self, sources: Iterable[tuple[str, int, int]]) -> bytes:
+        """Read several byte ranges ``(name, offset, size)`` and return them concatenated, in order.
+
+        borgstore's semantics: names are backend names, ``offset`` may be negative (from the end),
+        ``size`` is the exact number of bytes wanted; a short read raises ReadRangeError. The ranges
+        are read concurrently on backends that gain from it (``bulk_workers``).
+        """
+        ranges = validate_sources(sources)
+
+        def one(source: tuple[str, int, int]) -> bytes:
+            name, offset, size = source
+            if size == 0:
+                return b""
+            chunk = self.load(name, offset=offset, size=size)
+            if len(chunk) != size:
+                raise ReadRangeError(f"{name}: asked for {size} bytes at offset {offset}, got {len(chunk)}")
+            return chunk
+
+        return b"".join(self._map(one, ranges))
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        """Create ``target`` from byte ranges of other items, in order; return the target's name.
+
+        borgstore's semantics: without ``target``, its name is the hex digest (``algorithm``) of the
+        new content, under ``namespace`` and nested ``levels`` deep. The generic version gathers the
+        ranges concurrently into a spool file (memory up to 16 MiB), hashing on the way, then
+        stores it; the sources are left alone (deleting them is the caller's job).
+        """
+        ranges = validate_sources(sources)
+        if target is None and algorithm is None:
+            raise ValueError("defrag needs a target or an algorithm to name the target")
+        h = new_hash(algorithm) if target is None and algorithm is not None else None
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as tmp:
+            size = 0
+            for start in range(0, len(ranges), 64):
+                part = self.gather(ranges[start : start + 64])
+                tmp.write(part)
+                size += len(part)
+                if h is not None:
+                    h.update(part)
+            if target is None:
+                assert h is not None
+                target = join((namespace or "").strip("/"), h.hexdigest())
+                if levels:
+                    target = nest(target, levels)
+            tmp.seek(0)
+            self.store_file(target, tmp, size=size)  # type: ignore[arg-type]
+        return target
 
     def quota(self) -> dict[str, int]:
         """``{"limit": bytes, "usage": bytes}``; -1 means not set / not tracked."""
@@ -279,6 +333,24 @@ class _HashSink:
     def write(self, data: bytes) -> int:
         self.h.update(data)
         return len(data)
+
+
+def validate_sources(sources: Iterable[Any]) -> list[tuple[str, int, int]]:
+    """``(name, offset, size)`` tuples (lists from JSON too) as a list; ValueError naming a bad one."""
+    result = []
+    for source in sources:
+        try:
+            name, offset, size = source
+        except (TypeError, ValueError):
+            raise ValueError(f"a source must be a (name, offset, size) tuple, not {source!r}") from None
+        if not isinstance(name, str):
+            raise ValueError(f"a source name must be a str, not {name!r}")
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise ValueError(f"a source offset must be an int, not {offset!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"a source size must be an int >= 0, not {size!r}")
+        result.append((name, offset, size))
+    return result
 
 
 def ordered_map(pool: ThreadPoolExecutor, func: Any, items: Iterable[Any], window: int) -> Iterator[Any]:

@@ -39,6 +39,7 @@ from ..errors import (
     PermissionDenied,
     QuotaExceeded,
 )
+from ..hashing import new_hash
 from ..names import HID_SUFFIX, TMP_SUFFIX, check_name, is_listable, join
 from .base import Backend, ItemInfo, Value, as_bytes_view, copy_stream, resolve_range
 
@@ -373,12 +374,9 @@ class PosixFS(Backend):
         return os.fdopen(self._open_read(name), "rb")
 
     def hash(self, name: str, algorithm: str = "sha256") -> str:
-        try:
-            hashlib.new(algorithm)
-        except ValueError:
-            raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
+        h = new_hash(algorithm)
         with os.fdopen(self._open_read(name), "rb") as f:
-            return hashlib.file_digest(f, algorithm).hexdigest()
+            return hashlib.file_digest(f, lambda: h).hexdigest()
 
     def copy(self, src: str, dst: str) -> None:
         with self.open_reader(src) as f:

@@ -7,7 +7,7 @@ A layer forwards to ``inner`` only
   ``precreate_dirs``, ``bulk_workers``;
 - the derived operations named in its class attribute :attr:`Layer.forward` (none by default):
   ``list_recursive store_file load_file open_reader copy hash stat store_with_meta store_many
-  load_many delete_many``;
+  load_many delete_many gather defrag``;
 - the optional capabilities named in its class attribute :attr:`Layer.honours` (none by default):
   the layer claims ``inner.capabilities & honours``, and only those capability methods reach the
   inner backend.
@@ -46,6 +46,8 @@ DERIVED_OPS = frozenset(
         "store_many",
         "load_many",
         "delete_many",
+        "gather",
+        "defrag",
     }
 )
 #: for layers that change nothing about the bytes (stats, retry, emulate, chaos)
@@ -194,6 +196,24 @@ class Layer(Backend):
         if self._fwd("delete_many"):
             return self.inner.delete_many(names, missing_ok=missing_ok)
         return Backend.delete_many(self, names, missing_ok=missing_ok)
+
+    def gather(self, sources: Iterable[tuple[str, int, int]]) -> bytes:
+        if self._fwd("gather"):
+            return self.inner.gather(sources)
+        return Backend.gather(self, sources)
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        if self._fwd("defrag"):
+            return self.inner.defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
+        return Backend.defrag(self, sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
 
     # ----------------------------------------------------------------- capabilities (gated)
     def _gate(self, capability: str) -> Backend:

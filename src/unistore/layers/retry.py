@@ -144,6 +144,26 @@ class RetryLayer(Layer):
 
         self._call("store", attempt)
 
+    def gather(self, sources: Iterable[tuple[str, int, int]]) -> bytes:
+        ranges = list(sources)
+        return self._call("gather", lambda _: self.inner.gather(ranges))
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        # idempotent: the target gets the same bytes again (its name is given or their hash)
+        ranges = list(sources)
+        return self._call(
+            "defrag",
+            lambda _: self.inner.defrag(ranges, target=target, algorithm=algorithm, namespace=namespace, levels=levels),
+        )
+
     def store_many(self, items: Iterable[tuple[str, Value]] | Mapping[str, Value]) -> None:
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         self._call("store_many", lambda _: self.inner.store_many(pairs))
