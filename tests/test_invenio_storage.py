@@ -322,3 +322,26 @@ def test_copy(site: Site, location: str, target: str) -> None:
     assert dst.checksum() == md5(data)
     src.delete()
     dst.delete()
+
+
+def test_abort_stale_command(site: Site, seaweedfs: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """``unistore invenio abort-stale`` aborts uploads older than the age given, and only those."""
+    import argparse
+    import json
+
+    from unistore.adapters.invenio import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    s = storage_factory(fileurl=site.locations["s3"] + f"/stale/{uuid.uuid4().hex}/data", size=None)
+    upload_id = s.backend.create_multipart(s.name)
+    url = seaweedfs.url(site.bucket)
+    args = parser.parse_args(["invenio", "abort-stale", "--url", url, "--older-than", "1d", "--json"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["aborted"] == 0
+    assert upload_id in {u["upload_id"] for u in s.backend.list_multipart_uploads(s.name)}
+    args = parser.parse_args(["invenio", "abort-stale", "--url", url, "--older-than", "0", "--prefix", "files/stale/"])
+    assert args.func(args) == 0
+    assert upload_id not in {u["upload_id"] for u in s.backend.list_multipart_uploads(s.name)}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["invenio", "abort-stale", "--url", url, "--older-than", "soon"])

@@ -50,4 +50,6 @@ def _on_file_deleted(sender: Any, obj: Any = None, **kwargs: Any) -> None:
         return  # a delete marker was added; the version and its file stay
     from .tasks import delete_file_data
 
-    delete_file_data.delay(str(obj.file_id))
+    # after invenio-files-rest's own remove_file_data, queued before this (it finds the file
+    # frozen and leaves it; were the file record gone first, that task would fail on None)
+    delete_file_data.apply_async((str(obj.file_id),), countdown=3)
