@@ -78,7 +78,7 @@ def delete_file_data(file_id: str) -> bool:
     return True
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=False)
 def compute_checksum(file_id: str) -> str | None:
     """Replace a file's ``etag:`` checksum (a direct upload's) by its md5, read once."""
     from invenio_db import db
