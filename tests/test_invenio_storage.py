@@ -345,3 +345,35 @@ def test_abort_stale_command(site: Site, seaweedfs: Any, capsys: pytest.CaptureF
     assert upload_id not in {u["upload_id"] for u in s.backend.list_multipart_uploads(s.name)}
     with pytest.raises(SystemExit):
         parser.parse_args(["invenio", "abort-stale", "--url", url, "--older-than", "soon"])
+
+
+def test_any_unistore_url_with_generic_streaming(site: Site) -> None:
+    """A backend with only the generic ``store_file`` (it calls ``read()`` once) gets all of a
+    stream that arrives in short reads, as a request body does."""
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, n: int = -1) -> bytes:
+            n = 1000 if n < 0 else min(n, 1000)
+            out = self.data[self.pos : self.pos + n]
+            self.pos += len(out)
+            return out
+
+    data = os.urandom(6 * MiB + 1)
+    root = f"memory://invenio-{uuid.uuid4().hex}"
+    site.app.config["UNISTORE_INVENIO_ROOTS"] = [root]
+    try:
+        s = storage_factory(fileurl=f"{root}/ab/cd/x/data", size=None)
+        assert s.name == "ab/cd/x/data"
+        assert s.save(Trickle(data))[1:] == (len(data), md5(data))
+        assert content(s) == data
+        assert s.checksum() == md5(data)
+        s.delete()
+        assert not exists(s)
+    finally:
+        site.app.config["UNISTORE_INVENIO_ROOTS"] = []

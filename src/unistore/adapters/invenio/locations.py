@@ -244,7 +244,7 @@ def backend_for(resolved: Resolved, config: Mapping[str, Any]) -> Backend:
     options: dict[str, Any]
     if scheme in ("s3", "b2"):
         options = s3_options(config)
-        if "@" in resolved.backend_url.split("/", 1)[0] or "@" in resolved.backend_url:
+        if "@" in resolved.backend_url:  # the URL has its own credentials
             options.pop("access_key", None)
             options.pop("secret_key", None)
     else:

@@ -59,9 +59,22 @@ class CountingReader(io.RawIOBase):
         return len(data)
 
     def read(self, n: int | None = -1) -> bytes:
-        _, _, check_sizelimit = _size_errors()
+        """Up to ``n`` bytes (all that is left for ``n < 0``); short only at the end of the stream."""
         if n is None or n < 0:
-            n = self.chunk_size
+            parts = []
+            while chunk := self._read_some(self.chunk_size):
+                parts.append(chunk)
+            return b"".join(parts)
+        out = bytearray()
+        while len(out) < n:
+            chunk = self._read_some(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
+    def _read_some(self, n: int) -> bytes:
+        _, _, check_sizelimit = _size_errors()
         check_sizelimit(self.size_limit, self.bytes_read, self.size)
         if self.eof:
             return b""
@@ -86,7 +99,7 @@ class CountingReader(io.RawIOBase):
 
     def drain(self) -> None:
         """Read to the end (a backend that read exactly ``size`` bytes leaves the end unseen)."""
-        while self.read(self.chunk_size):
+        while self._read_some(self.chunk_size):
             pass
 
     @property
