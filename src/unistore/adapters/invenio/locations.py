@@ -238,12 +238,26 @@ def _open(url: str, options: Mapping[str, Any], create: bool) -> Backend:
 backends = BackendCache()
 
 
+def _has_s3_option(name: str) -> bool:
+    try:
+        import inspect
+
+        from ...backends.s3.config import make_config  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return False
+    return name in inspect.signature(make_config).parameters
+
+
 def backend_for(resolved: Resolved, config: Mapping[str, Any]) -> Backend:
     """The opened backend of a resolved URI."""
     scheme = resolved.backend_url.split(":", 1)[0].lower()
     options: dict[str, Any]
     if scheme in ("s3", "b2"):
         options = s3_options(config)
+        if resolved.root.startswith("s3://") and _has_s3_option("name_checks"):
+            # invenio's keys (<dir>/ab/cd/<uuid>/data) never collide with directory markers, so
+            # the S3 backend need not list before each upload
+            options.setdefault("name_checks", False)
         if "@" in resolved.backend_url:  # the URL has its own credentials
             options.pop("access_key", None)
             options.pop("secret_key", None)
