@@ -26,6 +26,8 @@ from tests.servers.invenio_site import Site, make_site, s3_config  # noqa: E402
 from unistore.adapters.invenio import storage_factory  # noqa: E402
 
 MiB = 1024 * 1024
+# the first run builds invenio-s3's venv (75 s on a quiet machine, nearly 4 min on a loaded one)
+pytestmark = pytest.mark.timeout(900)
 
 
 def data_of(seed: int, size: int) -> bytes:

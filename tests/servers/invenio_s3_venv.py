@@ -3,9 +3,10 @@
 invenio-s3 pulls s3fs and aiobotocore, and aiobotocore pins botocore to a narrow range that the
 boto3 of unistore's own test venv is past; installing both into one venv either breaks one of them
 or makes pip backtrack for many minutes. So invenio-s3 lives in its own venv: first invenio-s3 (pip
-resolves botocore for aiobotocore), then boto3 of exactly the botocore release it got, then this
-source tree without dependencies (so the same venv can also run unistore's storage). The venv is
-built once and reused (a marker file records what it holds); ``UNISTORE_INVENIO_S3_VENV`` moves it.
+resolves botocore for aiobotocore), then boto3 of exactly the botocore release it got. unistore is
+not installed there: the peer scripts run from this tree's root and import only ``tests.servers``.
+The venv is built once (about 75 s) and reused by every checkout (a marker file records what it
+holds); ``UNISTORE_INVENIO_S3_VENV`` moves it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def ensure_invenio_s3_venv() -> Path:
     root = venv_dir()
     python = root / "bin" / "python"
     marker = root / "unistore-invenio-s3.txt"
-    want = f"{INVENIO_S3}\n{REPO}\n"
+    want = f"{INVENIO_S3}\n"
     if python.exists() and marker.exists() and marker.read_text() == want:
         return python
     t0 = time.monotonic()
@@ -57,8 +58,7 @@ def ensure_invenio_s3_venv() -> Path:
         timeout=60,
     ).stdout.strip()
     # boto3 X.Y.Z depends on botocore X.Y.Z: pin it, so pip keeps aiobotocore's botocore
-    _pip(python, f"boto3=={botocore}", f"botocore=={botocore}", "tqdm")
-    _pip(python, "--no-deps", "-e", str(REPO))
+    _pip(python, f"boto3=={botocore}", f"botocore=={botocore}")
     marker.write_text(want)
     print(f"built {root} in {time.monotonic() - t0:.0f}s (botocore {botocore})", file=sys.stderr)
     return python
