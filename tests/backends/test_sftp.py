@@ -12,21 +12,26 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers.sshd import SFTPServer, free_port
+from tests.servers.sshd import OpenSSHServer, SFTPServer, free_port
 from unistore.backends.sftp import SFTPBackend
 from unistore.errors import (
     BackendAlreadyExists,
     BackendConnectionError,
     BackendDoesNotExist,
     BackendURLInvalid,
+    ConfigError,
     CredentialsError,
+    NameConflict,
     ObjectNotFound,
 )
+from unistore.layers.retry import RetryLayer
+from unistore.layers.stats import StatsLayer
 from unistore.url import open_backend
 
 # ----------------------------------------------------------------- URLs
@@ -55,18 +60,47 @@ def test_bad_urls(url: str) -> None:
     assert "pw" not in str(e.value)
 
 
+def _reachable_strings(obj: Any, depth: int = 4, seen: set[int] | None = None) -> Iterator[str]:
+    """Every str reachable from ``obj`` through vars(), lists, tuples and dicts (not through slots)."""
+    seen = seen if seen is not None else set()
+    if id(obj) in seen or depth < 0:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _reachable_strings(k, depth - 1, seen)
+            yield from _reachable_strings(v, depth - 1, seen)
+    elif isinstance(obj, list | tuple | set | frozenset):
+        for v in obj:
+            yield from _reachable_strings(v, depth - 1, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        yield from _reachable_strings(vars(obj), depth - 1, seen)
+
+
 def test_password_never_shown(sshd: SFTPServer, caplog: pytest.LogCaptureFixture) -> None:
     secret = "s3cret-Pa55word"
     caplog.set_level(logging.DEBUG, logger="unistore")
-    be = SFTPBackend.from_url(sshd.url(), **sshd.options(password=secret))
+    be = SFTPBackend.from_url(sshd.url(), **sshd.options(password=secret, passphrase=secret + "2"))
     be.create()
-    with be:
-        be.store("x", b"1")
-        assert be.load("x") == b"1"
+    with StatsLayer(be) as stats:
+        stats.store("x", b"1")
+        assert stats.load("x") == b"1"
+        assert not any(secret in s for s in _reachable_strings(be))  # not in plain vars() of anything
     be.destroy()
-    assert secret not in repr(be)
+    assert secret not in repr(be) and secret not in repr(vars(be))
     assert secret not in caplog.text
-    assert "x: 1 bytes" in caplog.text  # operations are logged with their volume
+    assert "store x1: 1 B" in caplog.text  # StatsLayer logs operations with their volume
+
+
+def test_unknown_options_are_named(sshd: SFTPServer) -> None:
+    with pytest.raises(ConfigError, match="bogus_option"):
+        SFTPBackend.from_url(sshd.url(), bogus_option=1)
+    with pytest.raises(ConfigError, match="RetryLayer"):  # retries belong to the RetryLayer now
+        SFTPBackend.from_url(sshd.url(), **sshd.options(retries=3))
+    with pytest.raises(ConfigError, match="retry_wait"):
+        open_backend(sshd.url(), **sshd.options(retry_wait=1))
 
 
 # ----------------------------------------------------------------- paths, config, lifecycle
@@ -116,7 +150,7 @@ def test_unknown_host_key_refused_unless_opted_in(sshd: SFTPServer, tmp_path: Pa
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     url = sshd.url()
-    be = SFTPBackend.from_url(url, **sshd.options(known_hosts=str(empty), retries=0))
+    be = SFTPBackend.from_url(url, **sshd.options(known_hosts=str(empty)))
     with pytest.raises(CredentialsError, match="not known"):
         be.create()
     # explicit opt-in
@@ -156,15 +190,54 @@ def test_wrong_client_key_refused(sshd: SFTPServer, tmp_path: Path, caplog: pyte
     assert "retry" not in caplog.text  # refused at once, not retried like a lost connection
 
 
+def test_accept_new_is_trust_on_first_use(sshd: SFTPServer, tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"  # neither the file nor its directory exist yet
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host tofu\n  HostName {sshd.host}\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.client_key}\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking accept-new\n"
+    )
+    opts = {"ssh_config": str(config), "allow_agent": False, "look_for_keys": False}
+    be = SFTPBackend.from_url("sftp://tofu/" + sshd.abs_path("tofu").lstrip("/"), **opts)
+    be.create()  # first use: accepted and saved
+    saved = known.read_text().split()
+    assert saved == [f"[{sshd.host}]:{sshd.port}", *sshd.host_public_key.split()[:2]]
+    with be:  # later connections check against the saved key
+        be.store("k", b"v")
+    assert len(known.read_text().splitlines()) == 1
+    # a different key for that host is refused, accept-new or not
+    other = Path(f"{sshd.client_key}.pub").read_text().split()[:2]
+    known.write_text(f"[{sshd.host}]:{sshd.port} {' '.join(other)}\n")
+    with pytest.raises(CredentialsError, match="does not match"):
+        SFTPBackend.from_url("sftp://tofu/" + sshd.abs_path("tofu").lstrip("/"), **opts).open()
+    known.write_text(" ".join(saved) + "\n")
+    be.destroy()
+
+
+def test_no_usable_auth_method_is_credentials_error(sshd_private: SFTPServer) -> None:
+    # the client has nothing to offer (no key, no agent, no password): refused at once, not retried
+    # like a lost connection
+    opts = sshd_private.options()
+    del opts["key_filename"]
+    retry = RetryLayer(SFTPBackend.from_url(sshd_private.url(), **opts), attempts=3, base_delay=0.01)
+    with pytest.raises(CredentialsError, match="authentication"):
+        retry.create()
+    assert retry.retries == 0
+    # and a server that accepts none of the methods the client has
+    assert isinstance(sshd_private, OpenSSHServer)
+    sshd_private.stop()
+    sshd_private.config.write_text(
+        sshd_private.config.read_text().replace("PubkeyAuthentication yes", "PubkeyAuthentication no")
+    )
+    sshd_private.start()
+    with pytest.raises(CredentialsError, match="authentication"):
+        SFTPBackend.from_url(sshd_private.url(), **sshd_private.options()).open()
+
+
 def test_connection_refused(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     be = SFTPBackend.from_url(
-        f"sftp://127.0.0.1:{port}/x",
-        ssh_config=None,
-        retries=1,
-        retry_wait=0.05,
-        connect_timeout=2,
-        accept_unknown_host_key=True,
+        f"sftp://127.0.0.1:{port}/x", ssh_config=None, connect_timeout=2, accept_unknown_host_key=True
     )
     with pytest.raises(BackendConnectionError):
         be.open()
@@ -175,12 +248,15 @@ def test_connection_refused(tmp_path: Path) -> None:
 
 
 def test_channels_are_pooled(backend_sftp: SFTPBackend) -> None:
+    connects = backend_sftp.connects
     items = {f"p/{i:03d}": os.urandom(100) for i in range(64)}
     backend_sftp.store_many(items)
     assert dict(backend_sftp.load_many(sorted(items))) == items
     # the pool never opens more channels than configured, over at most `connections` SSH connections
-    assert len(backend_sftp._idle) <= backend_sftp.channels
-    assert len({id(ch.sftp.get_channel().get_transport()) for ch in backend_sftp._idle}) <= backend_sftp.connections
+    idle = backend_sftp._pool.idle_channels()
+    assert 1 < len(idle) <= backend_sftp.channels
+    assert len({id(ch.transport) for ch in idle}) <= backend_sftp.connections
+    assert backend_sftp.connects == connects  # no new connection was needed
 
 
 def test_list_recursive_many_directories(backend_sftp: SFTPBackend) -> None:
@@ -221,19 +297,18 @@ class SlowReader(io.RawIOBase):
         return data
 
 
-class SlowWriter:
+class SlowWriter(io.BytesIO):
+    """A seekable destination that is slow to write (RetryLayer rewinds it to retry a load_file)."""
+
     def __init__(self, delay: float):
-        self.h = hashlib.sha256()
-        self.n = 0
+        super().__init__()
         self.delay = delay
         self.started = threading.Event()
 
-    def write(self, data: bytes) -> int:
-        self.h.update(data)
-        self.n += len(data)
+    def write(self, data: Any) -> int:
         self.started.set()
         time.sleep(self.delay)
-        return len(data)
+        return super().write(data)
 
 
 def _in_thread(func: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -252,56 +327,69 @@ def _in_thread(func: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 def test_sshd_killed_mid_transfer_recovers(sshd_private: SFTPServer) -> None:
     server = sshd_private
-    be = SFTPBackend.from_url(server.url(), **server.options(timeout=10, connect_timeout=5, retries=5, retry_wait=0.3))
+    be = SFTPBackend.from_url(server.url(), **server.options(timeout=10, connect_timeout=5))
     be.create()
-    be.open()
+    retry = RetryLayer(be, attempts=6, base_delay=0.3)
+    retry.open()
     try:
         data = os.urandom(32 * 1024 * 1024)
         src = SlowReader(data, delay=0.3)
-        t, out = _in_thread(lambda: be.store_file("big", src))
+        t, out = _in_thread(lambda: retry.store_file("big", src))
         assert src.started.wait(30)
         server.stop()  # kills sshd and every session process: the transfer breaks
         server.start()  # same port, same host key
         t.join(120)
         assert not t.is_alive()
         assert "error" not in out, out.get("error")
+        # the first attempt broke, RetryLayer retried, and the backend made a new connection for it
+        assert retry.retries >= 1
+        assert be.connects >= 2
         assert be.load("big") == data
 
-        # a download interrupted mid-way resumes where it broke off
+        # a download interrupted mid-way is retried from the start into the rewound destination
         dst = SlowWriter(delay=0.05)
-        t, out = _in_thread(lambda: be.load_file("big", dst))  # type: ignore[arg-type]
+        connects, retries = be.connects, retry.retries
+        t, out = _in_thread(lambda: retry.load_file("big", dst))
         assert dst.started.wait(30)
         server.restart()
         t.join(120)
         assert not t.is_alive()
         assert "error" not in out, out.get("error")
-        assert out["result"] == len(data) == dst.n
-        assert dst.h.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert out["result"] == len(data)
+        assert hashlib.sha256(dst.getvalue()).digest() == hashlib.sha256(data).digest()
+        assert retry.retries > retries and be.connects > connects
 
-        # and plain operations go on after the restart
+        # and plain operations go on after the restart: the next call reconnects by itself
         server.restart()
-        be.store("after", b"restart")
+        connects = be.connects
+        try:
+            be.store("after", b"restart")
+        except BackendConnectionError:  # the dead connection may be noticed only by this call
+            be.store("after", b"restart")  # and the next one reconnects (the backend itself never retries)
+        assert be.connects == connects + 1
         assert be.load("after") == b"restart"
         assert {i.name for i in be.list("")} == {"after", "big"}
     finally:
-        be.close()
+        retry.close()
 
 
 def test_unresponsive_server_times_out(sshd_private: SFTPServer) -> None:
     server = sshd_private
-    be = SFTPBackend.from_url(server.url(), **server.options(timeout=1, connect_timeout=1, retries=1, retry_wait=0.1))
+    be = SFTPBackend.from_url(server.url(), **server.options(timeout=1, connect_timeout=1))
     be.create()
     be.open()
     try:
         be.store("k", b"v")
+        connects = be.connects
         server.freeze()  # sshd and its sessions stop answering; sockets stay open
         t, out = _in_thread(lambda: be.load("k"))
-        t.join(60)  # far above timeout + retries * (connect_timeout + retry_wait)
+        t.join(60)  # far above timeout
         assert not t.is_alive(), "the backend hung on a server that stopped answering"
         assert isinstance(out.get("error"), BackendConnectionError), out
         server.thaw()
         # the backend reconnects once the server answers again
         assert be.load("k") == b"v"
+        assert be.connects == connects + 1
     finally:
         server.thaw()
         be.close()
@@ -337,7 +425,7 @@ def test_store_many_batches_with_failures(backend_sftp: SFTPBackend, sshd: SFTPS
     items = {f"b/{i:02d}": bytes([i]) * 100 for i in range(40)}
     items["b/taken"] = b"cannot replace a directory"
     items["b/new/dir/x"] = b"in a directory that does not exist yet"
-    with pytest.raises(ObjectNotFound):
+    with pytest.raises(NameConflict):
         backend_sftp.store_many(items)
     for name, value in items.items():
         if name != "b/taken":

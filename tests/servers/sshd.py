@@ -283,7 +283,7 @@ def _sftp_backend(server: SFTPServer) -> Iterator[Any]:
     from unistore.backends.sftp import SFTPBackend
 
     url = server.url()
-    be = SFTPBackend.from_url(url, **server.options(timeout=30, connect_timeout=10, retry_wait=0.2))
+    be = SFTPBackend.from_url(url, **server.options(timeout=30, connect_timeout=10))
     be.create()
     with be:
         yield be
