@@ -52,6 +52,7 @@ def base_config(workdir: Path, db_uri: str | None = None) -> dict[str, Any]:
             "data_folder_in": str(queue / "in"),
             "data_folder_out": str(queue / "in"),
             "data_folder_processed": str(queue / "processed"),
+            "control_folder": str(queue / "control"),  # the worker's mailbox (else ./control)
             "polling_interval": 0.1,
         },
         "CELERY_RESULT_BACKEND": f"file://{workdir / 'results'}",
