@@ -3,8 +3,9 @@
 Two sets of rules apply:
 
 * backend names (:func:`check_name`): relative ``/``-separated paths, case-sensitive, without empty,
-  ``.`` or ``..`` segments, backslashes or NUL. Every backend checks these, so no name can address
-  anything outside the backend's root.
+  ``.`` or ``..`` segments, backslashes or NUL, and no segment ending in ``.tmp`` or ``.hid`` (the
+  names backends use for temp and hidden files, and hide from listings). Every backend checks these,
+  so no name can address anything outside the backend's root or a backend's own files.
 * store keys (:func:`check_key`): borgstore's stricter rules on top (ASCII, lowercase, no blanks,
   at most 100 characters, no ``.tmp``/``.hid`` suffix).
 """
@@ -36,6 +37,10 @@ def check_name(name: object, *, allow_root: bool = False) -> str:
     for segment in name.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidName(f"name must be a relative path without empty, '.' or '..' segments: {name!r}")
+        if segment.endswith(TMP_SUFFIX) or segment.endswith(HID_SUFFIX):
+            raise InvalidName(
+                f"no name segment may end with {TMP_SUFFIX} or {HID_SUFFIX} (backends hide those): {name!r}"
+            )
     return name
 
 

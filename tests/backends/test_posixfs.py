@@ -36,7 +36,7 @@ def opened(root: Path, **kw: object) -> PosixFS:
 
 def test_url_and_relative_path(root: Path) -> None:
     be = open_backend(f"file://{root}")
-    assert isinstance(be, PosixFS) and be.base_path == str(root)
+    assert isinstance(be, PosixFS) and be.base_path == root  # a pathlib.Path, as in borgstore
     with pytest.raises(ConfigError):
         open_backend("file://relative/path")
     with pytest.raises(ConfigError):
@@ -45,7 +45,7 @@ def test_url_and_relative_path(root: Path) -> None:
 
 def test_url_is_unquoted(tmp_path: Path) -> None:
     be = open_backend(f"file://{tmp_path}/with%20space")
-    assert isinstance(be, PosixFS) and be.base_path.endswith("/with space")
+    assert isinstance(be, PosixFS) and be.base_path.name == "with space"
 
 
 def test_lifecycle_errors(root: Path) -> None:
@@ -109,8 +109,10 @@ def test_nested_link_inside_path_is_refused(root: Path, tmp_path: Path) -> None:
     os.symlink(outside, root / "ns" / "ab")
     with pytest.raises(PermissionDenied):
         be.store("ns/ab/sub/x", b"1")
+    be.store("ns/y", b"y")
     with pytest.raises(PermissionDenied):
         be.move("ns/y", "ns/ab/y")
+    assert be.load("ns/y") == b"y"
     assert list(outside.rglob("*")) == [outside / "sub"]
 
 
@@ -165,7 +167,7 @@ def test_quota(root: Path) -> None:
     assert be.quota()["usage"] == 0
     be.store("c", b"y" * 100)
     be.close()
-    assert (root / QUOTA_FILE).read_text() == "100"
+    assert int((root / QUOTA_FILE).read_text()) == 100  # borgstore reads it with int()
     again = opened(root, quota=1000)
     assert again.quota()["usage"] == 100
     assert QUOTA_FILE not in [i.name for i in again.list("")]
