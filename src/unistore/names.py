@@ -19,6 +19,7 @@ TMP_SUFFIX = ".tmp"
 DEL_SUFFIX = ".del"
 HID_SUFFIX = ".hid"
 ROOTNS = ""
+_HIDDEN = (TMP_SUFFIX, HID_SUFFIX)
 
 
 def check_name(name: object, *, allow_root: bool = False) -> str:
@@ -37,7 +38,7 @@ def check_name(name: object, *, allow_root: bool = False) -> str:
     for segment in name.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidName(f"name must be a relative path without empty, '.' or '..' segments: {name!r}")
-        if segment.endswith(TMP_SUFFIX) or segment.endswith(HID_SUFFIX):
+        if segment.endswith(_HIDDEN):
             raise InvalidName(
                 f"no name segment may end with {TMP_SUFFIX} or {HID_SUFFIX} (backends hide those): {name!r}"
             )

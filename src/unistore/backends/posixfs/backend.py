@@ -22,7 +22,6 @@ import hashlib
 import itertools
 import logging
 import os
-import resource
 import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -44,7 +43,7 @@ from ...errors import (
 from ...names import TMP_SUFFIX, check_name, is_listable
 from ..base import Backend, ItemInfo, Value, as_bytes_view, copy_stream, resolve_range
 from ..oserror import translate_oserror
-from .dirs import DirCache, SymlinkRefused, remove_tree, walk_files
+from .dirs import Resolver, SymlinkRefused, remove_tree, walk_files
 from .quota import QUOTA_FILE, Quota
 from .sessions import Sessions, remove_stale_temps
 
@@ -53,7 +52,6 @@ logger = logging.getLogger("unistore.backends.posixfs")
 #: longest name (in bytes) posixfs accepts; the kernel's PATH_MAX
 MAX_NAME_BYTES = 4096
 
-_O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_TMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
 # temp names carry the session token, the pid (a forked child shares its parent's session) and a
@@ -68,11 +66,6 @@ def _renew_pid() -> None:
 
 os.register_at_fork(after_in_child=_renew_pid)
 _counter = itertools.count(1)  # next() on it is atomic under the GIL
-
-
-def _default_dir_cache() -> int:
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return 4096 if soft == resource.RLIM_INFINITY else max(16, min(4096, soft // 8))
 
 
 def os_error(e: OSError, name: str) -> UnistoreError:
@@ -116,8 +109,9 @@ class PosixFS(Backend):
         do_fsync: bool = False,
         permissions: Mapping[str, str] | None = None,
         quota: int | None = None,
-        dir_cache: int | None = None,
+        openat2: bool = True,
     ) -> None:
+        """``openat2=False`` resolves names segment by segment even where Linux offers openat2."""
         path = os.fspath(path)
         if not os.path.isabs(path):
             raise ConfigError(f"posixfs path must be absolute: {path!r}")
@@ -131,12 +125,10 @@ class PosixFS(Backend):
                 raise ConfigError(f"permission letters for {perm_name!r} must be from 'lrwWD', not {letters!r}")
         if quota is not None and quota < 0:
             raise ConfigError(f"quota must be >= 0 bytes, not {quota}")
-        if dir_cache is not None and dir_cache < 0:
-            raise ConfigError(f"dir_cache must be >= 0 directories, not {dir_cache}")
         self.quota_limit = quota
-        self.dir_cache = dir_cache
+        self.openat2 = openat2
         self.opened = False
-        self._dirs: DirCache = None  # type: ignore[assignment]  # set by open()
+        self._dirs: Resolver = None  # type: ignore[assignment]  # set by open()
         self._sessions: Sessions | None = None
         self._quota: Quota | None = None
         self._token = ""
@@ -216,9 +208,8 @@ class PosixFS(Backend):
             raise BackendMustNotBeOpen()
         if not self.base_path.is_dir():
             raise BackendDoesNotExist(f"posixfs storage path does not exist or is not a directory: {self.base_path}")
-        limit = _default_dir_cache() if self.dir_cache is None else self.dir_cache
         try:
-            dirs = DirCache(os.fspath(self.base_path), limit)
+            dirs = Resolver(os.fspath(self.base_path), use_openat2=self.openat2)
         except OSError as e:
             raise translate_oserror(e, os.fspath(self.base_path)) from e
         sessions = Sessions(dirs.root_fd)
@@ -264,7 +255,7 @@ class PosixFS(Backend):
         self._check(name, allow_root=True)
         self._check_permission(name, "w")
         if name:
-            fd, owned = self._dirs.acquire(name, create=True)
+            fd, owned = self._dirs.dir(name, create=True)
             if owned:
                 os.close(fd)
 
@@ -272,7 +263,7 @@ class PosixFS(Backend):
         self._check(name)
         self._check_permission(name, "wD")
         parent, _, leaf = name.rpartition("/")
-        pfd, owned = self._dirs.acquire(parent)
+        pfd, owned = self._dirs.dir(parent)
         try:
             os.rmdir(leaf, dir_fd=pfd)
         except OSError as e:
@@ -284,7 +275,6 @@ class PosixFS(Backend):
         finally:
             if owned:
                 os.close(pfd)
-        self._dirs.forget(name)
 
     # ----------------------------------------------------------------- reading
     def info(self, name: str) -> ItemInfo:
@@ -295,7 +285,7 @@ class PosixFS(Backend):
             st = os.fstat(self._dirs.root_fd)
             return ItemInfo("", True, st.st_size, True, st.st_atime, st.st_mtime)
         try:
-            pfd, owned = self._dirs.acquire(parent)
+            pfd, owned = self._dirs.dir(parent)
         except (ObjectNotFound, SymlinkRefused):
             return ItemInfo(leaf, False)
         try:
@@ -316,15 +306,10 @@ class PosixFS(Backend):
         """An fd of item ``name`` and its size; ObjectNotFound for a directory."""
         self._check(name)
         self._check_permission(name, "r")
-        parent, _, leaf = name.rpartition("/")
-        pfd, owned = self._dirs.acquire(parent)
         try:
-            fd = os.open(leaf, _O_READ, dir_fd=pfd)
+            fd = self._dirs.open(name, os.O_RDONLY)
         except OSError as e:
             raise os_error(e, name) from e
-        finally:
-            if owned:
-                os.close(pfd)
         try:
             st = os.fstat(fd)
         except BaseException:
@@ -390,7 +375,7 @@ class PosixFS(Backend):
         self._check(name)
         parent, _, leaf = name.rpartition("/")
         dirs = self._dirs
-        pfd, owned = dirs.acquire(parent, create=True)
+        pfd, owned = dirs.dir(parent, create=True)
         try:
             if self.permissions:
                 self._check_permission(name, "W" if _exists(leaf, pfd) else "wW")
@@ -398,12 +383,11 @@ class PosixFS(Backend):
             try:
                 try:
                     fd = os.open(tmp, _O_TMP, 0o666, dir_fd=pfd)
-                except FileNotFoundError:  # the directory was removed after it was checked
-                    dirs.forget(parent)
+                except FileNotFoundError:  # the directory was removed after it was opened
                     if owned:
                         os.close(pfd)
                         owned = False
-                    pfd, owned = dirs.acquire(parent, create=True)
+                    pfd, owned = dirs.dir(parent, create=True)
                     fd = os.open(tmp, _O_TMP, 0o666, dir_fd=pfd)
                 try:
                     size = write(fd)
@@ -453,7 +437,7 @@ class PosixFS(Backend):
         self._check(name)
         self._check_permission(name, "D")
         parent, _, leaf = name.rpartition("/")
-        pfd, owned = self._dirs.acquire(parent)
+        pfd, owned = self._dirs.dir(parent)
         try:
             if self._quota is None:
                 os.unlink(leaf, dir_fd=pfd)
@@ -472,7 +456,7 @@ class PosixFS(Backend):
         cparent, _, cleaf = curr_name.rpartition("/")
         nparent, _, nleaf = new_name.rpartition("/")
         dirs = self._dirs
-        cfd, cowned = dirs.acquire(cparent)
+        cfd, cowned = dirs.dir(cparent)
         try:
             try:
                 st = os.stat(cleaf, dir_fd=cfd, follow_symlinks=False)
@@ -480,7 +464,7 @@ class PosixFS(Backend):
                 raise os_error(e, curr_name) from e
             if not stat.S_ISREG(st.st_mode):
                 raise ObjectNotFound(f"{curr_name!r} is not an item (move moves items, not directories)")
-            nfd, nowned = dirs.acquire(nparent, create=True)
+            nfd, nowned = (cfd, False) if nparent == cparent else dirs.dir(nparent, create=True)
             try:
                 if self.permissions:
                     self._check_permission(new_name, "W" if _exists(nleaf, nfd) else "wW")
@@ -506,7 +490,7 @@ class PosixFS(Backend):
     def list(self, name: str) -> Iterator[ItemInfo]:
         self._check(name, allow_root=True)
         self._check_permission(name, "l")
-        fd, owned = self._dirs.acquire(name)
+        fd, owned = self._dirs.dir(name)
         try:
             with os.scandir(fd) as it:
                 entries = sorted(
@@ -529,7 +513,7 @@ class PosixFS(Backend):
     def list_recursive(self, name: str) -> Iterator[ItemInfo]:
         self._check(name, allow_root=True)
         self._check_permission(name, "l")
-        fd, owned = self._dirs.acquire(name)
+        fd, owned = self._dirs.dir(name)
         return self._walk(fd, owned)
 
     @staticmethod

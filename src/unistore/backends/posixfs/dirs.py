@@ -1,36 +1,25 @@
-"""Directory file descriptors for posixfs: no path is ever resolved by the kernel from the root down.
+"""Resolving names below the root of posixfs without ever following a link.
 
-Every directory is opened below its parent's descriptor, one segment at a time, with
-``O_DIRECTORY | O_NOFOLLOW``, and every file operation then names only the last segment relative to
-that descriptor (``dir_fd=``). A symbolic link anywhere on the way is refused, and a directory swapped
-for a link after it was checked cannot redirect a later write: the descriptor keeps pointing at the
-directory that was checked, there is no gap between check and use.
+Every name is resolved relative to the root's file descriptor, and every file operation names only
+its last segment relative to a descriptor of its directory (``dir_fd=``), so a directory swapped for
+a symbolic link between a check and a use cannot redirect anything: the check *is* the open.
 
-Opened directories are cached (up to ``limit`` descriptors) and validated on every use, so a
-directory renamed away or replaced by a link is noticed at once. Validation is one ``fstat`` of each
-ancestor: an entry records the ctime (nanoseconds) its parent had when the entry was last verified by
-name and inode. Any change to a directory's entries (rename, unlink, rmdir, symlink, mkdir) sets that
-directory's ctime to the current time, and ctime cannot be set by users (unlike mtime), so an
-unchanged ctime proves that the entry still names the same directory. Timestamps come from a coarse
-clock (one tick, at most 10 ms on Linux): a ctime is trusted only when it lies more than
-``TRUST_MARGIN_NS`` before the moment of the check, so a change in the same tick cannot keep it
-unchanged; a more recent ctime makes the entry be verified by name (``fstatat``) on each use until
-it is old enough. On network filesystems whose server clock runs behind this host's, or whose
-attribute cache hides changes, use ``PosixFS(..., dir_cache=0)``: each operation then opens its
-directories afresh.
-
-Cached descriptors are never closed while the backend is open (another thread may be using one):
-a replaced entry's descriptor is retired and closed by :meth:`DirCache.close`.
+On Linux >= 5.6 one ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` call resolves a whole name
+(the kernel refuses any link and any escape on the way); elsewhere (or where a seccomp policy hides
+``openat2``) the name is walked one segment at a time with ``O_DIRECTORY | O_NOFOLLOW``. Both give
+the same errnos: ELOOP for a link anywhere, ENOTDIR for an item where a directory is needed,
+ENOENT for a missing segment. Directories are created the same segment-wise way. Nothing is cached,
+so there is nothing to validate.
 """
 
 from __future__ import annotations
 
 import builtins
+import ctypes
 import errno
 import os
 import stat
-import threading
-import time
+import sys
 from collections.abc import Iterator
 
 from ...errors import ObjectNotFound, PermissionDenied
@@ -38,172 +27,152 @@ from ...names import is_listable
 from ..oserror import translate_oserror
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-TRUST_MARGIN_NS = 20_000_000
-UNTRUSTED = -1
+
+_SYS_OPENAT2 = ctypes.c_long(437)  # the same number on every Linux architecture
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_HOW_SIZE = ctypes.c_long(ctypes.sizeof(_OpenHow))
+_ENCODING = sys.getfilesystemencoding()
+
+
+def _load_openat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    # no argtypes (their conversion costs more than the call); the variadic long arguments are
+    # passed as c_long constants, the descriptor as an int (the kernel reads an int)
+    how = _OpenHow(os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
+    fd = func(_SYS_OPENAT2, -100, b".", ctypes.byref(how), _HOW_SIZE)  # AT_FDCWD
+    if fd < 0:
+        return None  # ENOSYS (old kernel, not Linux) or EPERM (seccomp)
+    os.close(fd)
+    return func
+
+
+_openat2 = _load_openat2() if hasattr(os, "O_PATH") else None
+_RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+_HOWS: dict[tuple[int, int], object] = {}  # (flags, mode) -> pointer to a struct open_how
 
 
 class SymlinkRefused(PermissionDenied):
     """A segment of the name is a symbolic link: posixfs never follows links."""
 
 
-class _Dir:
-    __slots__ = ("fd", "name", "parent", "dev", "ino", "seen")
+class Resolver:
+    """Opens names below one root descriptor without following links. Thread-safe (stateless)."""
 
-    def __init__(self, fd: int, name: str, parent: _Dir | None, st: os.stat_result, seen: int) -> None:
-        self.fd = fd
-        self.name = name  # last segment
-        self.parent = parent
-        self.dev = st.st_dev
-        self.ino = st.st_ino
-        self.seen = seen  # the parent's ctime_ns when this entry was verified, or UNTRUSTED
-
-
-def _trusted(ctime_ns: int, checked_at_ns: int) -> int:
-    return ctime_ns if ctime_ns < checked_at_ns - TRUST_MARGIN_NS else UNTRUSTED
-
-
-class DirCache:
-    """Validated directory descriptors below one root descriptor. Thread-safe."""
-
-    def __init__(self, root_path: str, limit: int) -> None:
+    def __init__(self, root_path: str, *, use_openat2: bool = True) -> None:
         self.root_fd = os.open(root_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._root = _Dir(self.root_fd, "", None, os.fstat(self.root_fd), 0)
-        self._dirs: dict[str, _Dir] = {"": self._root}
-        self._retired: builtins.list[int] = []
-        self._lock = threading.Lock()
-        self.limit = limit
+        self.openat2 = _openat2 if use_openat2 else None
 
     def close(self) -> None:
-        with self._lock:
-            fds = [d.fd for d in self._dirs.values()] + self._retired
-            self._dirs = {}
-            self._retired = []
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
 
-    # ----------------------------------------------------------------- lookup
-    def acquire(self, rel: str, *, create: bool = False) -> tuple[int, bool]:
-        """A descriptor of directory ``rel`` ("" is the root) and whether the caller must close it.
-
-        Raises ObjectNotFound if a segment is missing (unless ``create``) or is not a directory, and
-        SymlinkRefused if a segment is a symbolic link.
-        """
-        d = self._dirs.get(rel)
-        if d is not None and self._valid(d):
-            return d.fd, False
-        return self._resolve(rel, create)
-
-    def _valid(self, d: _Dir) -> bool:
-        while d.parent is not None:
-            if os.fstat(d.parent.fd).st_ctime_ns != d.seen and not self._reverify(d):
-                return False
-            d = d.parent
-        return True
-
-    @staticmethod
-    def _reverify(d: _Dir) -> bool:
-        assert d.parent is not None
-        now = time.time_ns()
-        parent_ctime = os.fstat(d.parent.fd).st_ctime_ns
+    def open(self, rel: str, flags: int, mode: int = 0o666) -> int:
+        """``os.open`` of ``rel`` below the root, refusing links (OSError ELOOP) and escapes."""
+        func = self.openat2
+        if func is not None:
+            how = _HOWS.get((flags, mode))
+            if how is None:
+                how = _HOWS[(flags, mode)] = ctypes.byref(
+                    # no O_NOFOLLOW: with O_DIRECTORY it turns a final link into ENOTDIR, while
+                    # RESOLVE_NO_SYMLINKS refuses it (and any other link) with ELOOP
+                    _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE)
+                )
+            path = rel.encode(_ENCODING, "surrogateescape")
+            for _ in range(16):
+                fd: int = func(_SYS_OPENAT2, self.root_fd, path, how, _HOW_SIZE)
+                if fd >= 0:
+                    return fd
+                code = ctypes.get_errno()
+                if code not in (errno.EAGAIN, errno.EINTR):  # EAGAIN: a concurrent rename, retry
+                    break
+            raise OSError(code, os.strerror(code), rel)
+        parent, _, leaf = rel.rpartition("/")
+        pfd = self._walk(parent, create=False) if parent else self.root_fd
         try:
-            st = os.stat(d.name, dir_fd=d.parent.fd, follow_symlinks=False)
-        except OSError:
-            return False
-        if st.st_ino != d.ino or st.st_dev != d.dev:
-            return False
-        d.seen = _trusted(parent_ctime, now)
-        return True
+            try:
+                return os.open(leaf, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
+            except OSError as e:
+                if e.errno == errno.ENOTDIR and _is_link(pfd, leaf):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), rel) from None
+                raise
+        finally:
+            if pfd != self.root_fd:
+                os.close(pfd)
 
-    def _resolve(self, rel: str, create: bool) -> tuple[int, bool]:
-        cur = self._root
-        owned = False  # cur.fd is a temporary descriptor we must close
-        path = ""
+    def _walk(self, rel: str, *, create: bool) -> int:
+        fd = self.root_fd
         try:
             for seg in rel.split("/"):
-                path = f"{path}/{seg}" if path else seg
-                cached = self._dirs.get(path)
-                if not owned and cached is not None and cached.parent is cur:
-                    if os.fstat(cur.fd).st_ctime_ns == cached.seen or self._reverify(cached):
-                        cur = cached
-                        continue
-                now = time.time_ns()
-                parent_ctime = os.fstat(cur.fd).st_ctime_ns
-                fd = open_child(cur.fd, seg, path, create)
                 try:
-                    st = os.fstat(fd)
-                except BaseException:
-                    os.close(fd)
+                    sub = os.open(seg, O_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(seg, 0o777, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    sub = os.open(seg, O_DIR, dir_fd=fd)
+                except NotADirectoryError:
+                    if _is_link(fd, seg):
+                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), rel) from None
                     raise
-                new = _Dir(fd, seg, cur, st, _trusted(parent_ctime, now))
-                if owned:  # below a temporary descriptor nothing is cached
-                    os.close(cur.fd)
-                else:
-                    owned = not self._publish(path, new)
-                cur = new
+                if fd != self.root_fd:
+                    os.close(fd)
+                fd = sub
         except BaseException:
-            if owned:
-                os.close(cur.fd)
+            if fd != self.root_fd:
+                os.close(fd)
             raise
-        return cur.fd, owned
+        return fd
 
-    def _publish(self, path: str, new: _Dir) -> bool:
-        with self._lock:
-            old = self._dirs.get(path)
-            if old is None and (len(self._dirs) >= self.limit or len(self._retired) >= self.limit):
-                return False
-            if old is not None:
-                self._retired.append(old.fd)
-            self._dirs[path] = new
-            return True
+    def dir(self, rel: str, *, create: bool = False) -> tuple[int, bool]:
+        """A descriptor of directory ``rel`` ("" is the root) and whether the caller must close it.
 
-    def forget(self, rel: str) -> None:
-        """Drop the cached entries of ``rel`` and below (after rmdir or a failed use)."""
+        Typed errors: ObjectNotFound if a segment is missing (unless ``create``) or is an item,
+        SymlinkRefused if a segment is a link.
+        """
         if not rel:
-            return
-        prefix = rel + "/"
-        with self._lock:
-            for key in [k for k in self._dirs if k == rel or k.startswith(prefix)]:
-                self._retired.append(self._dirs.pop(key).fd)
+            return self.root_fd, False
+        try:
+            try:
+                return self.open(rel, os.O_RDONLY | os.O_DIRECTORY), True
+            except FileNotFoundError:
+                if not create:
+                    raise
+                return self._walk(rel, create=True), True
+        except OSError as e:
+            raise dir_error(e, rel) from None
 
 
-def open_child(parent_fd: int, seg: str, path: str, create: bool) -> int:
-    """Open directory ``seg`` below ``parent_fd`` without following links (``path`` for messages)."""
+def _is_link(dir_fd: int, seg: str) -> bool:
     try:
-        return os.open(seg, O_DIR, dir_fd=parent_fd)
-    except FileNotFoundError:
-        if not create:
-            raise ObjectNotFound(f"directory {path!r} does not exist") from None
-    except NotADirectoryError:
-        raise not_a_directory(parent_fd, seg, path) from None
-    except OSError as e:
-        raise translate_oserror(e, path) from e
-    try:
-        os.mkdir(seg, 0o777, dir_fd=parent_fd)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise translate_oserror(e, path) from e
-    try:
-        return os.open(seg, O_DIR, dir_fd=parent_fd)
-    except FileNotFoundError:
-        raise ObjectNotFound(f"directory {path!r} vanished while it was created") from None
-    except NotADirectoryError:
-        raise not_a_directory(parent_fd, seg, path) from None
-    except OSError as e:
-        raise translate_oserror(e, path) from e
-
-
-def not_a_directory(parent_fd: int, seg: str, path: str) -> PermissionDenied | ObjectNotFound:
-    try:
-        is_link = stat.S_ISLNK(os.stat(seg, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+        return stat.S_ISLNK(os.stat(seg, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
-        is_link = False
-    if is_link:
-        return SymlinkRefused(f"{path!r} is a symbolic link; posixfs never follows links")
-    return ObjectNotFound(f"{path!r} is an item, not a directory")
+        return False
+
+
+def dir_error(e: OSError, rel: str) -> Exception:
+    if e.errno == errno.ELOOP:
+        return SymlinkRefused(f"a segment of {rel!r} is a symbolic link; posixfs never follows links")
+    if e.errno == errno.ENOENT:
+        return ObjectNotFound(f"directory {rel!r} does not exist")
+    if e.errno == errno.ENOTDIR:
+        return ObjectNotFound(f"{rel!r}: an item stands where a directory is needed")
+    return translate_oserror(e, rel)
 
 
 def _sort_key(e: os.DirEntry[str]) -> str:
