@@ -65,38 +65,30 @@ class Quota:
             QUOTA_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666, dir_fd=self.root_fd
         )
         if rescan:
-            self._begin()
-            try:
-                self._write(scan_usage(self.root_fd))
-            finally:
-                self._end()
+            with self._lock:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    self._write(scan_usage(self.root_fd))
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
-    # ----------------------------------------------------------------- critical section
-    def _begin(self) -> int:
-        self._lock.acquire()
+    # ----------------------------------------------------------------- inside the critical section
+    # Each operation runs under ``with self._lock`` plus the flock. If an exception (Ctrl-C
+    # included) interrupts the filesystem call, the usage is still made to match what the
+    # filesystem shows afterwards: whether the call took effect is read back from the tree.
+    def _read(self) -> int:
+        raw = os.pread(self._fd, 64, 0)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            raw = os.pread(self._fd, 64, 0)
-            try:
-                return int(raw)
-            except ValueError:  # new, emptied or torn: count what is there
-                usage = scan_usage(self.root_fd)
-                self._write(usage)
-                return usage
-        except BaseException:
-            self._end()
-            raise
-
-    def _end(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._lock.release()
+            return int(raw)
+        except ValueError:  # new, emptied or torn: count what is there
+            usage = scan_usage(self.root_fd)
+            self._write(usage)
+            return usage
 
     def _write(self, usage: int) -> None:
         data = b"%0*d" % (_WIDTH, max(usage, 0))
@@ -106,43 +98,75 @@ class Quota:
 
     # ----------------------------------------------------------------- operations
     def usage(self) -> int:
-        usage = self._begin()
-        self._end()
-        return usage
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                return self._read()
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def replace(self, dir_fd: int, tmp: str, leaf: str, size: int, name: str) -> None:
         """Rename temp file ``tmp`` (``size`` bytes) onto ``leaf`` if the quota allows it."""
-        usage = self._begin()
-        try:
-            delta = size - _size(dir_fd, leaf)
-            if delta > 0 and usage + delta > self.limit:
-                raise QuotaExceeded(
-                    f"storing {size} bytes as {name!r} would exceed the quota: {usage + delta} > {self.limit}"
-                )
-            os.rename(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            if delta:
-                self._write(usage + delta)
-        finally:
-            self._end()
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                usage = self._read()
+                delta = size - _size(dir_fd, leaf)
+                if delta > 0 and usage + delta > self.limit:
+                    raise QuotaExceeded(
+                        f"storing {size} bytes as {name!r} would exceed the quota: {usage + delta} > {self.limit}"
+                    )
+                try:
+                    os.rename(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                except BaseException:
+                    if not _exists(dir_fd, tmp):
+                        self._write(usage + delta)
+                    raise
+                if delta:
+                    self._write(usage + delta)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def move(self, src_fd: int, src: str, dst_fd: int, dst: str) -> None:
         """Rename an item onto ``dst``; a replaced item no longer counts."""
-        usage = self._begin()
-        try:
-            replaced = _size(dst_fd, dst)
-            os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
-            if replaced:
-                self._write(usage - replaced)
-        finally:
-            self._end()
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                usage = self._read()
+                replaced = _size(dst_fd, dst)
+                try:
+                    os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                except BaseException:
+                    if replaced and not _exists(src_fd, src):
+                        self._write(usage - replaced)
+                    raise
+                if replaced:
+                    self._write(usage - replaced)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def remove(self, dir_fd: int, leaf: str) -> None:
         """Unlink item ``leaf``."""
-        usage = self._begin()
-        try:
-            size = _size(dir_fd, leaf)
-            os.unlink(leaf, dir_fd=dir_fd)
-            if size:
-                self._write(usage - size)
-        finally:
-            self._end()
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                usage = self._read()
+                size = _size(dir_fd, leaf)
+                try:
+                    os.unlink(leaf, dir_fd=dir_fd)
+                except BaseException:
+                    if size and not _exists(dir_fd, leaf):
+                        self._write(usage - size)
+                    raise
+                if size:
+                    self._write(usage - size)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _exists(dir_fd: int, leaf: str) -> bool:
+    try:
+        os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
