@@ -47,6 +47,15 @@ class ObjectNotFound(BackendError):
     """The named item (or directory) does not exist."""
 
 
+class NameConflict(BackendError):
+    """The name is taken by the other kind: a directory where an item is needed, or an item where a
+    directory is needed (store onto a directory, ``store("item/child")``, move onto a directory)."""
+
+
+class UploadNotFound(BackendError):
+    """The multipart upload id is unknown (completed, aborted or never started)."""
+
+
 class DirectoryNotEmpty(BackendError):
     """rmdir() of a directory that still holds items."""
 

@@ -8,50 +8,66 @@ from an :class:`~unistore.layers.emulate.EmulateLayer` when ``UNISTORE_LATENCY``
 
 Unlike borgstore, the Store holds no lock around backend calls: backends are thread-safe, so many
 threads use one Store concurrently. The namespace configuration is replaced atomically.
+
+The stack it builds, top down: StatsLayer (the Store's stats) -> CacheLayer (when a namespace has
+``cache``) -> StatsLayer (``backend_*`` stats: what reaches the primary backend) -> EmulateLayer
+(from the environment) -> the ``layers`` given -> the backend.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
-from .backends.base import Backend, ItemInfo, Value
-from .errors import ConfigError, NoBackendGiven, UnknownNamespace
+from .backends.base import Backend, ItemInfo, Value, validate_sources
+from .backends.foreign import ForeignBackend, looks_like_backend
+from .errors import ConfigError, InvalidName, NoBackendGiven, UnknownNamespace
+from .layers.cache import CacheLayer, CacheMode, CachePolicy
 from .layers.emulate import EmulateLayer
 from .layers.stats import StatsLayer
-from .names import DEL_SUFFIX, check_key, nest
+from .names import DEL_SUFFIX, check_key, nest, unnest
 from .url import open_backend
 
 logger = logging.getLogger("unistore.store")
 
 Levels = list[tuple[str, list[int]]]
+_NO_CACHE_STATS: dict[str, Any] = {
+    "cache_disabled": False, "cache_hits": 0, "cache_misses": 0, "cache_hit_ratio": 0, "cache_errors": 0,
+    "cache_load_calls": 0, "cache_store_calls": 0, "cache_delete_calls": 0, "cache_load_volume": 0,
+    "cache_store_volume": 0,
+}  # fmt: skip
 
 
-def _parse_config(config: object) -> dict[str, list[int]]:
+def _parse_config(config: object) -> tuple[dict[str, list[int]], dict[str, CachePolicy]]:
     if not config or not isinstance(config, Mapping):
         raise ConfigError('a config is required, e.g. {"": {"levels": [0]}, "data/": {"levels": [2]}}')
     levels: dict[str, list[int]] = {}
+    policies: dict[str, CachePolicy] = {}
     for namespace, ns_config in config.items():
         if not isinstance(namespace, str):
             raise ConfigError(f"namespace must be a str, not {namespace!r}")
         if not isinstance(ns_config, Mapping):
             raise ConfigError(f"config of namespace {namespace!r} must be a dict, not {ns_config!r}")
-        unknown = set(ns_config) - {"levels"}
+        unknown = set(ns_config) - {"levels", "cache", "max_age", "size"}
         if unknown:
-            raise ConfigError(
-                f"unknown keys in the config of namespace {namespace!r}: {sorted(unknown)} "
-                "(caching is a layer in unistore, not a namespace option)"
-            )
+            raise ConfigError(f"unknown keys in the config of namespace {namespace!r}: {sorted(unknown)}")
         lv = ns_config.get("levels")
         if not lv or not isinstance(lv, list) or not all(isinstance(x, int) and 0 <= x <= 8 for x in lv):
             raise ConfigError(f"'levels' of namespace {namespace!r} must be a non-empty list of ints 0..8, not {lv!r}")
         levels[namespace] = list(lv)
-    return levels
+        policies[namespace] = CachePolicy.from_config(namespace, ns_config)
+    return levels, policies
 
 
 class Store:
-    """Key/value store with namespaces, nesting levels and soft delete (borgstore-compatible)."""
+    """Key/value store with namespaces, nesting levels and soft delete (borgstore-compatible).
+
+    ``layers`` wraps the backend in layers, listed as data flows (outermost first), each a callable
+    taking a Backend and returning one: ``layers=[CompressLayer, partial(EncryptLayer, key=k)]``
+    compresses, then encrypts. ``backend_options`` go to the backend built from ``url``.
+    """
 
     def __init__(
         self,
@@ -59,6 +75,10 @@ class Store:
         backend: Backend | None = None,
         config: Mapping[str, Mapping[str, Any]] | None = None,
         permissions: Mapping[str, str] | None = None,
+        *,
+        cache_url: str | None = None,
+        cache_backend: Backend | None = None,
+        layers: Sequence[Callable[[Backend], Backend]] | None = None,
         **backend_options: Any,
     ) -> None:
         if backend is None:
@@ -71,14 +91,48 @@ class Store:
             backend = open_backend(url, **backend_options)
         elif permissions is not None:
             raise ConfigError("give permissions to the backend itself when passing a backend instance")
+        elif backend_options:
+            raise ConfigError(
+                f"backend options {sorted(backend_options)} are only used with a url; "
+                "give them to the backend itself when passing a backend instance"
+            )
+        if not isinstance(backend, Backend):
+            if not looks_like_backend(backend):
+                raise ConfigError(f"{type(backend).__name__} is not a backend")
+            backend = ForeignBackend(backend)
+        # layers are listed as data flows, outermost first: [CompressLayer, EncryptLayer] compresses then encrypts
+        for make_layer in reversed(list(layers or ())):
+            backend = make_layer(backend)
+            if not isinstance(backend, Backend):
+                raise ConfigError(f"a layer factory returned {type(backend).__name__}, not a Backend")
         self.url = url
         self.backend = backend
         self.levels: Levels = []
-        self.set_levels(_parse_config(config))
+        levels, policies = _parse_config(config)
+        self.set_levels(levels)
+        if cache_url is not None and cache_backend is not None:
+            raise ConfigError("give cache_url or cache_backend, not both")
+        cached = [(ns, p) for ns, p in policies.items() if p.mode != CacheMode.OFF]
+        if cached and cache_url is None and cache_backend is None:
+            names = sorted(ns for ns, _ in cached)
+            raise ConfigError(f"namespaces {names} have a cache: give cache_url or cache_backend")
+        if cache_backend is None and cache_url is not None:
+            cache_backend = open_backend(cache_url)
+        elif cache_backend is not None and not isinstance(cache_backend, Backend):
+            cache_backend = ForeignBackend(cache_backend)
+        self.cache_backend = cache_backend
         self._probe = EmulateLayer.wrap_from_env(backend)  # level probes: emulated, not counted
-        self._io = StatsLayer(self._probe)
+        self._backend_io = StatsLayer(self._probe, prefix="backend_")
+        self._cache: CacheLayer | None = None
+        below: Backend = self._backend_io
+        if cache_backend is not None:
+            self._cache = CacheLayer(self._backend_io, cache_backend, cached)
+            below = self._cache
+        self._io = StatsLayer(below)
 
     def __repr__(self) -> str:
+        if self.cache_backend is not None:
+            return f"<Store backend={self.backend!r} cache_backend={self.cache_backend!r}>"
         return f"<Store backend={self.backend!r}>"
 
     # ----------------------------------------------------------------- configuration
@@ -128,10 +182,16 @@ class Store:
         self.backend.destroy()
 
     def open(self) -> None:
-        self.backend.open()
+        if self._cache is not None:
+            self._cache.open()  # opens the backend, then the cache (a cache that fails is disabled)
+        else:
+            self.backend.open()
 
     def close(self) -> None:
-        self.backend.close()
+        if self._cache is not None:
+            self._cache.close()
+        else:
+            self.backend.close()
 
     def __enter__(self) -> Store:
         self.open()
@@ -216,8 +276,80 @@ class Store:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """borgstore's stats: ``<op>_calls``, ``<op>_time`` [s], ``<op>_volume`` [B], ``<op>_throughput`` [B/s]."""
-        return self._io.stats
+        """borgstore's stats: ``<op>_calls``, ``<op>_time`` [s], ``<op>_volume`` [B], ``<op>_throughput`` [B/s],
+        ``backend_<op>_calls``/``_volume`` (what reached the primary backend) and ``cache_*``."""
+        st = self._io.stats
+        st.update(self._backend_io.stats)
+        if self._cache is not None:
+            st.update(self._cache.stats)
+        else:
+            st.update(_NO_CACHE_STATS)
+        return st
+
+    # ----------------------------------------------------------------- borgstore 0.7: gather, defrag, cache
+    def _find_sources(
+        self, sources: Iterable[tuple[str, int, int]], namespace: str | None, deleted: bool
+    ) -> builtins.list[tuple[str, int, int]]:
+        prefix = f"{namespace.rstrip('/')}/" if namespace else ""
+        found: dict[str, str] = {}
+        mapped = []
+        for name, offset, size in validate_sources(sources):
+            if name not in found:
+                if "/" in name:
+                    raise InvalidName(f"item name must not contain '/' (the namespace is given apart): {name!r}")
+                found[name] = self.find(prefix + name, deleted=deleted)
+            mapped.append((found[name], offset, size))
+        return mapped
+
+    def gather(
+        self, sources: Iterable[tuple[str, int, int]], *, namespace: str | None = None, deleted: bool = False
+    ) -> bytes:
+        """The byte ranges ``(name, offset, size)`` of items in ``namespace``, concatenated in order.
+
+        borgstore's semantics (names without namespace, exact sizes, ReadRangeError on a short read);
+        the ranges are read concurrently where the backend gains from it.
+        """
+        return self._io.gather(self._find_sources(sources, namespace, deleted))
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        deleted: bool = False,
+    ) -> str:
+        """Create a new item from byte ranges of items in ``namespace``; return its name (no namespace).
+
+        Without ``target`` the name is the ``algorithm`` hex digest of the new content. The sources
+        stay; deleting them afterwards is the caller's job (borg compact does).
+        """
+        prefix = f"{namespace.rstrip('/')}/" if namespace else ""
+        mapped = self._find_sources(sources, namespace, deleted)
+        nested_target = None
+        if target is not None:
+            if "/" in target:
+                raise InvalidName(f"target must not contain '/' (the namespace is given apart): {target!r}")
+            nested_target = self.find(prefix + target, deleted=deleted)
+        levels = self._get_levels(prefix)[-1] if prefix else 0
+        made = self._io.defrag(
+            mapped, target=nested_target, algorithm=algorithm, namespace=prefix.rstrip("/"), levels=levels
+        )
+        return unnest(made, prefix.rstrip("/")).removeprefix(prefix)
+
+    def cache_invalidate(self, name: str, *, deleted: bool = False) -> None:
+        """Drop cached items: all (``""``), a whole namespace, or one item (borgstore's semantics)."""
+        if self._cache is None:
+            return
+        if name == "":
+            self._cache.invalidate()
+            return
+        for namespace, _ in self._cache.policies:
+            if namespace.rstrip("/") == name.rstrip("/"):
+                self._cache.invalidate(namespace=namespace)
+                return
+        self._cache.invalidate([self.find(name, deleted=deleted)])
 
     # ----------------------------------------------------------------- streaming and bulk
     def store_file(self, name: str, file: IO[bytes], *, size: int | None = None) -> None:

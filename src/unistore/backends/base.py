@@ -13,8 +13,6 @@ Every backend must be safe to call from many threads at once.
 
 from __future__ import annotations
 
-import builtins
-import hashlib
 import io
 import shutil
 import tempfile
@@ -22,26 +20,38 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import IO, Any, BinaryIO, ClassVar, NamedTuple
 
-from ..errors import BackendMustBeOpen, CapabilityNotSupported, ObjectNotFound, ReadRangeError
-from ..names import check_name, join
+from ..errors import BackendMustBeOpen, ObjectNotFound, ReadRangeError
+from ..hashing import new_hash
+from ..names import check_name, join, nest
+from .capabilities import (
+    CAPABILITIES,
+    CHECKSUMS,
+    METADATA,
+    MULTIPART,
+    OBJECT_LOCK,
+    PRESIGN,
+    SERVER_SIDE_COPY,
+    SSE_C,
+    STORAGE_CLASS,
+    TAGS,
+    CapabilityMethods,
+    ObjectMeta,
+    StoreMeta,
+)
 
 #: bytes-like values accepted by ``store``
 Value = bytes | bytearray | memoryview
 
 CHUNK_SIZE = 8 * 1024 * 1024
 
-# capability names, see Backend.supports()
-PRESIGN = "presign"
-TAGS = "tags"
-OBJECT_LOCK = "object_lock"
-MULTIPART = "multipart"
-SERVER_SIDE_COPY = "server_side_copy"
-SSE_C = "sse_c"
-STORAGE_CLASS = "storage_class"
-CAPABILITIES = frozenset({PRESIGN, TAGS, OBJECT_LOCK, MULTIPART, SERVER_SIDE_COPY, SSE_C, STORAGE_CLASS})
+# capability names and records live in .capabilities; re-exported here for existing imports
+__all__ = [
+    "CAPABILITIES", "CHECKSUMS", "METADATA", "MULTIPART", "OBJECT_LOCK", "PRESIGN", "SERVER_SIDE_COPY", "SSE_C",
+    "STORAGE_CLASS", "TAGS", "Backend", "ItemInfo", "ObjectMeta", "StoreMeta", "Value", "as_bytes_view",
+    "copy_stream", "ordered_map", "resolve_range",
+]
 
 
 class ItemInfo(NamedTuple):
@@ -78,13 +88,17 @@ def resolve_range(total: int, offset: int, size: int | None) -> tuple[int, int]:
     return start, end - start
 
 
-class Backend(ABC):
-    """A storage driver: relative names -> bytes. Subclasses implement the abstract methods."""
+class Backend(CapabilityMethods, ABC):
+    """A storage driver: relative names -> bytes. Subclasses implement the abstract methods.
+
+    The optional capabilities (presign, tags, object lock, multipart, metadata, ...) and their
+    generic versions come from :class:`~unistore.backends.capabilities.CapabilityMethods`.
+    """
 
     #: URL schemes this backend serves (for :mod:`unistore.url`)
     schemes: ClassVar[tuple[str, ...]] = ()
-    #: optional capabilities this backend implements
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: optional capabilities of this backend; an instance may narrow or widen them (decided at open)
+    capabilities: frozenset[str] = frozenset()
     #: borgstore: ask the Store to create all nesting directories at create() time
     precreate_dirs: ClassVar[bool] = False
     #: how many threads the bulk operations use (1 = sequential)
@@ -207,13 +221,67 @@ class Backend(ABC):
             self.store_file(dst, tmp)
 
     def hash(self, name: str, algorithm: str = "sha256") -> str:
-        """Hex digest of the item's content (streamed)."""
-        try:
-            h = hashlib.new(algorithm)
-        except ValueError:
-            raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
+        """Hex digest of the item's content (streamed); hashlib's algorithms and ``blake3``."""
+        h = new_hash(algorithm)
         self.load_file(name, _HashSink(h))  # type: ignore[arg-type]
         return h.hexdigest()
+
+    def gather(self, sources: Iterable[tuple[str, int, int]]) -> bytes:
+        """Read several byte ranges ``(name, offset, size)`` and return them concatenated, in order.
+
+        borgstore's semantics: names are backend names, ``offset`` may be negative (from the end),
+        ``size`` is the exact number of bytes wanted; a short read raises ReadRangeError. The ranges
+        are read concurrently on backends that gain from it (``bulk_workers``).
+        """
+        ranges = validate_sources(sources)
+
+        def one(source: tuple[str, int, int]) -> bytes:
+            name, offset, size = source
+            if size == 0:
+                return b""
+            chunk = self.load(name, offset=offset, size=size)
+            if len(chunk) != size:
+                raise ReadRangeError(f"{name}: asked for {size} bytes at offset {offset}, got {len(chunk)}")
+            return chunk
+
+        return b"".join(self._map(one, ranges))
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        """Create ``target`` from byte ranges of other items, in order; return the target's name.
+
+        borgstore's semantics: without ``target``, its name is the hex digest (``algorithm``) of the
+        new content, under ``namespace`` and nested ``levels`` deep. The generic version gathers the
+        ranges concurrently into a spool file (memory up to 16 MiB), hashing on the way, then
+        stores it; the sources are left alone (deleting them is the caller's job).
+        """
+        ranges = validate_sources(sources)
+        if target is None and algorithm is None:
+            raise ValueError("defrag needs a target or an algorithm to name the target")
+        h = new_hash(algorithm) if target is None and algorithm is not None else None
+        with tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024) as tmp:
+            size = 0
+            for start in range(0, len(ranges), 64):
+                part = self.gather(ranges[start : start + 64])
+                tmp.write(part)
+                size += len(part)
+                if h is not None:
+                    h.update(part)
+            if target is None:
+                assert h is not None
+                target = join((namespace or "").strip("/"), h.hexdigest())
+                if levels:
+                    target = nest(target, levels)
+            tmp.seek(0)
+            self.store_file(target, tmp, size=size)  # type: ignore[arg-type]
+        return target
 
     def quota(self) -> dict[str, int]:
         """``{"limit": bytes, "usage": bytes}``; -1 means not set / not tracked."""
@@ -249,72 +317,6 @@ class Backend(ABC):
 
         return sum(self._map(one, names))
 
-    # ----------------------------------------------------------------- capabilities
-    def supports(self, capability: str) -> bool:
-        """True if this backend implements the optional ``capability``."""
-        return capability in self.capabilities
-
-    def require(self, capability: str) -> None:
-        """Raise CapabilityNotSupported unless the backend implements ``capability``."""
-        if capability not in self.capabilities:
-            raise CapabilityNotSupported(type(self).__name__, capability)
-
-    def presign(self, name: str, *, method: str = "GET", expires: int = 3600) -> str:
-        """A URL that allows ``method`` (GET or PUT) on ``name`` without credentials until it expires."""
-        raise CapabilityNotSupported(type(self).__name__, PRESIGN)
-
-    def get_tags(self, name: str) -> dict[str, str]:
-        """The item's tags."""
-        raise CapabilityNotSupported(type(self).__name__, TAGS)
-
-    def put_tags(self, name: str, tags: Mapping[str, str]) -> None:
-        """Replace the item's tags."""
-        raise CapabilityNotSupported(type(self).__name__, TAGS)
-
-    def delete_tags(self, name: str) -> None:
-        """Remove all tags of the item."""
-        raise CapabilityNotSupported(type(self).__name__, TAGS)
-
-    def set_retention(self, name: str, mode: str, until: datetime) -> None:
-        """Lock the item until ``until`` (mode GOVERNANCE or COMPLIANCE)."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def get_retention(self, name: str) -> tuple[str, datetime] | None:
-        """``(mode, until)`` or None."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def set_legal_hold(self, name: str, on: bool) -> None:
-        """Put a legal hold on the item, or release it."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def get_legal_hold(self, name: str) -> bool:
-        """True if the item is under legal hold."""
-        raise CapabilityNotSupported(type(self).__name__, OBJECT_LOCK)
-
-    def create_multipart(self, name: str) -> str:
-        """Start a multipart upload for ``name``; return its upload id."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def presign_part(self, name: str, upload_id: str, part_number: int, *, expires: int = 3600) -> str:
-        """A URL that lets a client PUT one part of a multipart upload."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def list_parts(self, name: str, upload_id: str) -> builtins.list[dict[str, Any]]:
-        """The parts uploaded so far: ``[{"part_number", "etag", "size"}]``."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def complete_multipart(self, name: str, upload_id: str, parts: builtins.list[dict[str, Any]] | None = None) -> None:
-        """Assemble the parts (all uploaded parts when ``parts`` is None) into the item."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def abort_multipart(self, name: str, upload_id: str) -> None:
-        """Abort a multipart upload and free its parts."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
-    def list_multipart_uploads(self, prefix: str = "") -> builtins.list[dict[str, Any]]:
-        """Pending multipart uploads: ``[{"name", "upload_id", "initiated"}]``."""
-        raise CapabilityNotSupported(type(self).__name__, MULTIPART)
-
     # ----------------------------------------------------------------- helpers for subclasses
     @staticmethod
     def _name(name: str, *, allow_root: bool = False) -> str:
@@ -331,6 +333,24 @@ class _HashSink:
     def write(self, data: bytes) -> int:
         self.h.update(data)
         return len(data)
+
+
+def validate_sources(sources: Iterable[Any]) -> list[tuple[str, int, int]]:
+    """``(name, offset, size)`` tuples (lists from JSON too) as a list; ValueError naming a bad one."""
+    result = []
+    for source in sources:
+        try:
+            name, offset, size = source
+        except (TypeError, ValueError):
+            raise ValueError(f"a source must be a (name, offset, size) tuple, not {source!r}") from None
+        if not isinstance(name, str):
+            raise ValueError(f"a source name must be a str, not {name!r}")
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise ValueError(f"a source offset must be an int, not {offset!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"a source size must be an int >= 0, not {size!r}")
+        result.append((name, offset, size))
+    return result
 
 
 def ordered_map(pool: ThreadPoolExecutor, func: Any, items: Iterable[Any], window: int) -> Iterator[Any]:

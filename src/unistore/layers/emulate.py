@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO
 
-from ..backends.base import Backend, ItemInfo, Value, as_bytes_view
+from ..backends.base import Backend, ItemInfo, ObjectMeta, StoreMeta, Value, as_bytes_view
 from ..errors import ConfigError
-from .base import Layer
+from .base import ALL_CAPABILITIES, Layer
 
 
 def _env_number(*names: str, env: Mapping[str, str] | None = None) -> float:
@@ -34,7 +34,15 @@ def _env_number(*names: str, env: Mapping[str, str] | None = None) -> float:
 
 
 class EmulateLayer(Layer):
-    """Adds latency (seconds per call) and limits bandwidth (bytes/s) on top of a backend."""
+    """Adds latency (seconds per call) and limits bandwidth (bytes/s) on top of a backend.
+
+    Note the units: ``latency`` in seconds and ``bandwidth`` in bytes/s here, where the environment
+    variables take microseconds and bit/s (borgstore's units).
+    """
+
+    # bulk operations are not forwarded: they go item by item through this layer, each paying its cost
+    forward = frozenset({"list_recursive", "store_file", "load_file", "hash", "stat", "store_with_meta", "copy"})
+    honours = ALL_CAPABILITIES
 
     def __init__(self, inner: Backend, *, latency: float = 0.0, bandwidth: float = 0.0) -> None:
         super().__init__(inner)
@@ -127,12 +135,25 @@ class EmulateLayer(Layer):
         self._pay(t, max(n, 0))
         return n
 
-    # bulk operations go item by item through this layer, so each item pays its own cost
-    def store_many(self, items: Iterable[tuple[str, Value]] | Mapping[str, Value]) -> None:
-        Backend.store_many(self, items)
+    def stat(self, name: str) -> ObjectMeta:
+        t = time.perf_counter()
+        result = self.inner.stat(name)
+        self._pay(t)
+        return result
 
-    def load_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
-        return Backend.load_many(self, names)
+    def store_with_meta(
+        self, name: str, data: Value | IO[bytes], meta: StoreMeta | None = None, *, size: int | None = None
+    ) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            t = time.perf_counter()
+            self.inner.store_with_meta(name, data, meta, size=size)
+            self._pay(t, size or 0)
+            return
+        t = time.perf_counter()
+        self.inner.store_with_meta(name, data, meta)
+        self._pay(t, len(as_bytes_view(data)))
 
-    def delete_many(self, names: Iterable[str], *, missing_ok: bool = False) -> int:
-        return Backend.delete_many(self, names, missing_ok=missing_ok)
+    def copy(self, src: str, dst: str) -> None:
+        t = time.perf_counter()
+        self.inner.copy(src, dst)
+        self._pay(t)

@@ -11,20 +11,31 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import IO, TypeVar
 
-from ..backends.base import Backend, ItemInfo, Value
+from ..backends.base import Backend, ItemInfo, ObjectMeta, StoreMeta, Value
 from ..errors import BackendConnectionError, ConfigError, ObjectNotFound
-from .base import Layer
+from .base import ALL_CAPABILITIES, DERIVED_OPS, Layer
 
 logger = logging.getLogger("unistore.layers.retry")
 T = TypeVar("T")
 
 
 class RetryLayer(Layer):
-    """Retries idempotent operations that failed with BackendConnectionError."""
+    """Retries idempotent operations that failed with BackendConnectionError.
+
+    This layer is the one owner of retries in unistore (backends do not loop themselves; an engine's
+    own retry, such as botocore's, counts inside one attempt here). Bulk operations keep the inner
+    backend's fast path: ``store_many`` is retried whole (stores are idempotent), ``load_many``
+    resumes after the last value delivered, and ``delete_many`` finishes item by item after a
+    failure (its count then covers only what was deleted after the failure). ``open_reader`` and
+    the capability calls are forwarded without retry.
+    """
+
+    forward = DERIVED_OPS
+    honours = ALL_CAPABILITIES
 
     def __init__(
         self,
@@ -109,6 +120,89 @@ class RetryLayer(Layer):
             return self.inner.load_file(name, file, offset=offset, size=size)
 
         return self._call("load_file", attempt)
+
+    def stat(self, name: str) -> ObjectMeta:
+        return self._call("stat", lambda _: self.inner.stat(name))
+
+    def copy(self, src: str, dst: str) -> None:
+        self._call("copy", lambda _: self.inner.copy(src, dst))
+
+    def store_with_meta(
+        self, name: str, data: Value | IO[bytes], meta: StoreMeta | None = None, *, size: int | None = None
+    ) -> None:
+        if isinstance(data, bytes | bytearray | memoryview):
+            self._call("store", lambda _: self.inner.store_with_meta(name, data, meta))
+            return
+        if not data.seekable():
+            self.inner.store_with_meta(name, data, meta, size=size)
+            return
+        start = data.tell()
+
+        def attempt(n: int) -> None:
+            data.seek(start)
+            self.inner.store_with_meta(name, data, meta, size=size)
+
+        self._call("store", attempt)
+
+    def gather(self, sources: Iterable[tuple[str, int, int]]) -> bytes:
+        ranges = list(sources)
+        return self._call("gather", lambda _: self.inner.gather(ranges))
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        # idempotent: the target gets the same bytes again (its name is given or their hash)
+        ranges = list(sources)
+        return self._call(
+            "defrag",
+            lambda _: self.inner.defrag(ranges, target=target, algorithm=algorithm, namespace=namespace, levels=levels),
+        )
+
+    def store_many(self, items: Iterable[tuple[str, Value]] | Mapping[str, Value]) -> None:
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        self._call("store_many", lambda _: self.inner.store_many(pairs))
+
+    def load_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        todo = list(names)
+        done = 0
+        for attempt in range(self.attempts):
+            try:
+                for pair in self.inner.load_many(todo[done:]):
+                    done += 1
+                    yield pair
+                return
+            except BackendConnectionError as e:
+                if attempt + 1 >= self.attempts:
+                    raise
+                delay = self._delay(attempt)
+                self.retries += 1
+                logger.info("load_many failed (%s); retry %d/%d in %.2fs", e, attempt + 1, self.attempts - 1, delay)
+                self._sleep(delay)
+
+    def delete_many(self, names: Iterable[str], *, missing_ok: bool = False) -> int:
+        todo = list(names)
+        try:
+            return self.inner.delete_many(todo, missing_ok=missing_ok)
+        except BackendConnectionError as e:
+            if self.attempts <= 1:
+                raise
+            self.retries += 1
+            logger.info("delete_many failed (%s); finishing item by item", e)
+        # some items may be gone already: deleting them again is not an error after a failure
+        return sum(self._delete_after_failure(n) for n in todo)
+
+    def _delete_after_failure(self, name: str) -> int:
+        try:
+            self._call("delete", lambda _: self.inner.delete(name))
+        except ObjectNotFound:
+            return 0
+        return 1
 
     def list(self, name: str) -> Iterator[ItemInfo]:
         return self._retry_iter("list", lambda: self.inner.list(name))

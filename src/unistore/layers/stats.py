@@ -10,20 +10,28 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from ..backends.base import Backend, ItemInfo, Value, as_bytes_view
-from .base import Layer
+from ..backends.base import Backend, ItemInfo, ObjectMeta, StoreMeta, Value, as_bytes_view
+from .base import ALL_CAPABILITIES, DERIVED_OPS, Layer
 
 logger = logging.getLogger("unistore.layers.stats")
 
-TIMED_OPS = ("info", "load", "store", "delete", "move", "list", "hash")
-VOLUME_OPS = ("load", "store")
+TIMED_OPS = ("info", "load", "store", "delete", "move", "list", "hash", "gather", "defrag")
+VOLUME_OPS = ("load", "store", "gather")
 
 
 class StatsLayer(Layer):
-    """Counts calls, time (s) and volume (bytes) per operation; ``stats`` returns the dict."""
+    """Counts calls, time (s) and volume (bytes) per operation; ``stats`` returns the dict.
 
-    def __init__(self, inner: Backend) -> None:
+    It is also where every operation is logged once, at DEBUG on ``unistore.layers.stats``, with its
+    time and volume (backends do not log timings themselves).
+    """
+
+    forward = DERIVED_OPS
+    honours = ALL_CAPABILITIES
+
+    def __init__(self, inner: Backend, *, prefix: str = "") -> None:
         super().__init__(inner)
+        self.prefix = prefix  # e.g. "backend_": the Store counts calls that reach the primary backend
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
@@ -44,13 +52,14 @@ class StatsLayer(Layer):
         with self._lock:
             c = dict(self._counts)
         st: dict[str, Any] = {}
+        p = self.prefix
         for op in TIMED_OPS:
-            st[op + "_calls"] = c.get(op + "_calls", 0)
-            st[op + "_time"] = c.get(op + "_time", 0) / 1e9
+            st[p + op + "_calls"] = c.get(op + "_calls", 0)
+            st[p + op + "_time"] = c.get(op + "_time", 0) / 1e9
         for op in VOLUME_OPS:
             volume = c.get(op + "_volume", 0)
-            st[op + "_volume"] = volume
-            st[op + "_throughput"] = volume / st[op + "_time"] if st[op + "_time"] else 0
+            st[p + op + "_volume"] = volume
+            st[p + op + "_throughput"] = volume / st[p + op + "_time"] if st[p + op + "_time"] else 0
         return st
 
     def reset(self) -> None:
@@ -100,6 +109,61 @@ class StatsLayer(Layer):
             return self.inner.hash(name, algorithm)
         finally:
             self._record("hash", t)
+
+    def stat(self, name: str) -> ObjectMeta:
+        t = time.perf_counter_ns()
+        try:
+            return self.inner.stat(name)
+        finally:
+            self._record("info", t)
+
+    def store_with_meta(
+        self, name: str, data: Value | IO[bytes], meta: StoreMeta | None = None, *, size: int | None = None
+    ) -> None:
+        if isinstance(data, bytes | bytearray | memoryview):
+            t = time.perf_counter_ns()
+            try:
+                self.inner.store_with_meta(name, data, meta)
+            finally:
+                self._record("store", t, len(as_bytes_view(data)))
+            return
+        counting = _CountingReader(data)
+        t = time.perf_counter_ns()
+        try:
+            self.inner.store_with_meta(name, counting, meta, size=size)  # type: ignore[arg-type]
+        finally:
+            self._record("store", t, counting.count)
+
+    def gather(self, sources: Iterable[tuple[str, int, int]]) -> bytes:
+        t = time.perf_counter_ns()
+        data = b""
+        try:
+            data = self.inner.gather(sources)
+            return data
+        finally:
+            self._record("gather", t, len(data))
+
+    def defrag(
+        self,
+        sources: Iterable[tuple[str, int, int]],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        t = time.perf_counter_ns()
+        try:
+            return self.inner.defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
+        finally:
+            self._record("defrag", t)
+
+    def copy(self, src: str, dst: str) -> None:
+        t = time.perf_counter_ns()
+        try:
+            self.inner.copy(src, dst)
+        finally:
+            self._record("copy", t)
 
     def list(self, name: str) -> Iterator[ItemInfo]:
         return self._timed_iter(lambda: self.inner.list(name))
