@@ -19,6 +19,7 @@ from ..errors import (
     BackendDoesNotExist,
     BackendMustNotBeOpen,
     DirectoryNotEmpty,
+    NameConflict,
     ObjectNotFound,
 )
 from ..names import is_listable
@@ -99,7 +100,7 @@ class MemoryBackend(Backend):
 
     @staticmethod
     def _add_dirs(space: _Space, name: str) -> None:
-        """Create directory ``name`` and its parents; ObjectNotFound if an item stands in the way.
+        """Create directory ``name`` and its parents; NameConflict if an item stands in the way.
 
         Call with the space's lock held.
         """
@@ -109,7 +110,7 @@ class MemoryBackend(Backend):
         prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
         for prefix in prefixes:
             if prefix in space.items:
-                raise ObjectNotFound(f"{prefix!r} is an item, not a directory")
+                raise NameConflict(f"{prefix!r} is an item, not a directory")
         space.dirs.update(prefixes)
 
     def mkdir(self, name: str) -> None:
@@ -158,7 +159,7 @@ class MemoryBackend(Backend):
         space = self.space
         with space.lock:
             if name in space.dirs:
-                raise ObjectNotFound(f"{name!r} is a directory, not an item")
+                raise NameConflict(f"{name!r} is a directory, not an item")
             self._add_dirs(space, name.rpartition("/")[0])
             space.items[name] = (data, time.time())
 
@@ -178,7 +179,7 @@ class MemoryBackend(Backend):
             if entry is None:
                 raise ObjectNotFound(curr_name)
             if new_name in space.dirs:
-                raise ObjectNotFound(f"{new_name!r} is a directory, not an item")
+                raise NameConflict(f"{new_name!r} is a directory, not an item")
             self._add_dirs(space, new_name.rpartition("/")[0])
             del space.items[curr_name]
             space.items[new_name] = entry

@@ -36,10 +36,12 @@ from ...errors import (
     ConfigError,
     DirectoryNotEmpty,
     InvalidName,
+    NameConflict,
     ObjectNotFound,
     PermissionDenied,
     UnistoreError,
 )
+from ...hashing import new_hash
 from ...names import TMP_SUFFIX, check_name, is_listable
 from ..base import Backend, ItemInfo, Value, as_bytes_view, copy_stream, resolve_range
 from ..oserror import translate_oserror
@@ -68,15 +70,21 @@ os.register_at_fork(after_in_child=_renew_pid)
 _counter = itertools.count(1)  # next() on it is atomic under the GIL
 
 
-def os_error(e: OSError, name: str) -> UnistoreError:
-    """The typed error of an OSError of an operation on ``name`` (the error contract first)."""
+def os_error(e: OSError, name: str, *, write: bool = False) -> UnistoreError:
+    """The typed error of an OSError of an operation on ``name`` (the error contract first).
+
+    The other kind in the way (EISDIR, ENOTDIR) is NameConflict for a write (store, the target of a
+    move) and ObjectNotFound for a lookup (load, delete, the source of a move): there is no such item.
+    """
     code = e.errno
     if code == errno.ENOENT:
         return ObjectNotFound(name)
     if code == errno.EISDIR:
-        return ObjectNotFound(f"{name!r} is a directory, not an item")
+        words = f"{name!r} is a directory, not an item"
+        return NameConflict(words) if write else ObjectNotFound(words)
     if code == errno.ENOTDIR:
-        return ObjectNotFound(f"{name!r}: an item stands where a directory is needed")
+        words = f"{name!r}: an item stands where a directory is needed"
+        return NameConflict(words) if write else ObjectNotFound(words)
     if code == errno.ELOOP:
         return SymlinkRefused(f"{name!r} is a symbolic link; posixfs never follows links")
     return translate_oserror(e, name)
@@ -359,13 +367,10 @@ class PosixFS(Backend):
         return os.fdopen(self._open_read(name)[0], "rb")
 
     def hash(self, name: str, algorithm: str = "sha256") -> str:
-        try:
-            hashlib.new(algorithm)
-        except ValueError:
-            raise ValueError(f"unknown hash algorithm: {algorithm!r}") from None
+        new_hash(algorithm)  # an unknown algorithm is a ValueError before anything is opened
         with os.fdopen(self._open_read(name)[0], "rb") as f:
             try:
-                return hashlib.file_digest(f, algorithm).hexdigest()
+                return hashlib.file_digest(f, lambda: new_hash(algorithm)).hexdigest()  # type: ignore[arg-type]
             except OSError as e:
                 raise os_error(e, name) from e
 
@@ -404,7 +409,7 @@ class PosixFS(Backend):
             except BaseException as e:
                 _unlink_quietly(tmp, pfd)  # harmless after the rename: the temp name is unique
                 if isinstance(e, OSError):
-                    raise os_error(e, name) from e
+                    raise os_error(e, name, write=True) from e
                 raise
         finally:
             if owned:
@@ -478,7 +483,9 @@ class PosixFS(Backend):
                     if self.do_fsync:
                         os.fsync(nfd)
                 except OSError as e:
-                    raise os_error(e, curr_name if e.errno == errno.ENOENT else new_name) from e
+                    if e.errno == errno.ENOENT:
+                        raise os_error(e, curr_name) from e
+                    raise os_error(e, new_name, write=True) from e
             finally:
                 if nowned:
                     os.close(nfd)

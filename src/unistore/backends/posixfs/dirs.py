@@ -22,7 +22,7 @@ import stat
 import sys
 from collections.abc import Iterator
 
-from ...errors import ObjectNotFound, PermissionDenied
+from ...errors import NameConflict, ObjectNotFound, PermissionDenied
 from ...names import is_listable
 from ..oserror import translate_oserror
 
@@ -155,7 +155,7 @@ class Resolver:
                     raise
                 return self._walk(rel, create=True), True
         except OSError as e:
-            raise dir_error(e, rel) from None
+            raise dir_error(e, rel, create) from None
 
 
 def _is_link(dir_fd: int, seg: str) -> bool:
@@ -165,13 +165,16 @@ def _is_link(dir_fd: int, seg: str) -> bool:
         return False
 
 
-def dir_error(e: OSError, rel: str) -> Exception:
+def dir_error(e: OSError, rel: str, write: bool) -> Exception:
+    """The contract's error for directory ``rel``: an item in the way is NameConflict when writing
+    (a directory would be needed there) and ObjectNotFound when looking something up."""
     if e.errno == errno.ELOOP:
         return SymlinkRefused(f"a segment of {rel!r} is a symbolic link; posixfs never follows links")
     if e.errno == errno.ENOENT:
         return ObjectNotFound(f"directory {rel!r} does not exist")
     if e.errno == errno.ENOTDIR:
-        return ObjectNotFound(f"{rel!r}: an item stands where a directory is needed")
+        words = f"{rel!r}: an item stands where a directory is needed"
+        return NameConflict(words) if write else ObjectNotFound(words)
     return translate_oserror(e, rel)
 
 
