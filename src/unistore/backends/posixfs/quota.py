@@ -118,7 +118,9 @@ class Quota:
                     )
                 try:
                     os.rename(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                except BaseException:
+                except OSError:
+                    raise  # the rename failed: nothing changed
+                except BaseException:  # e.g. Ctrl-C as the rename returned
                     if not _exists(dir_fd, tmp):
                         self._write(usage + delta)
                     raise
@@ -136,6 +138,8 @@ class Quota:
                 replaced = _size(dst_fd, dst)
                 try:
                     os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                except OSError:
+                    raise  # the rename failed (the source may be gone already): nothing changed
                 except BaseException:
                     if replaced and not _exists(src_fd, src):
                         self._write(usage - replaced)
@@ -154,6 +158,8 @@ class Quota:
                 size = _size(dir_fd, leaf)
                 try:
                     os.unlink(leaf, dir_fd=dir_fd)
+                except OSError:
+                    raise
                 except BaseException:
                     if size and not _exists(dir_fd, leaf):
                         self._write(usage - size)
