@@ -14,12 +14,15 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import CONTRACT_BACKENDS
 from unistore.backends.base import Backend, ItemInfo
+from unistore.backends.posixfs import PosixFS
 from unistore.errors import (
     BackendMustBeOpen,
     DirectoryNotEmpty,
@@ -36,7 +39,17 @@ from unistore.layers.stats import StatsLayer
 #: the server has no atomic rename onto an existing file, so the old file is removed first
 NON_ATOMIC_STORE: frozenset[str] = frozenset({"sftp_rclone"})
 
-_PARAMS = [(kind, stacked) for kind in CONTRACT_BACKENDS for stacked in (False, True)]
+_PARAMS = [(kind, stacked) for kind in [*CONTRACT_BACKENDS, "posixfs_walk"] for stacked in (False, True)]
+
+
+@pytest.fixture
+def backend_posixfs_walk(tmp_path: Path) -> Iterator[Backend]:
+    """posixfs resolving names segment by segment (its path where Linux lacks openat2)."""
+    be = PosixFS(tmp_path / "store-walk", openat2=False)
+    be.create()
+    with be:
+        yield be
+    be.destroy()
 
 
 @pytest.fixture(params=_PARAMS, ids=[f"{k}-stacked" if s else k for k, s in _PARAMS])

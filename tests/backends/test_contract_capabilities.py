@@ -33,7 +33,7 @@ from unistore.backends.capabilities import (
 from unistore.errors import CapabilityNotSupported, ObjectNotFound
 from unistore.layers.base import Layer
 
-from .test_contract import backend, backend_kind  # noqa: F401 - the fixtures
+from .test_contract import backend, backend_kind, backend_posixfs_walk  # noqa: F401 - the fixtures
 
 DATA = b"capability check " * 64
 
@@ -199,6 +199,7 @@ def test_capability(backend: Backend, capability: str) -> None:  # noqa: F811
 MINIMUM: dict[str, frozenset[str]] = {
     "memory": frozenset(),
     "posixfs": frozenset(),
+    "posixfs_walk": frozenset(),
     "s3_moto": frozenset({PRESIGN, TAGS, MULTIPART, SERVER_SIDE_COPY, METADATA, CHECKSUMS, STORAGE_CLASS}),
     "s3_seaweedfs": frozenset({PRESIGN, TAGS, MULTIPART, SERVER_SIDE_COPY, METADATA, CHECKSUMS}),
 }
