@@ -61,6 +61,7 @@ def _load_openat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 _openat2 = _load_openat2() if hasattr(os, "O_PATH") else None
 _RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
 _HOWS: dict[tuple[int, int], object] = {}  # (flags, mode) -> pointer to a struct open_how
+_HOW_DIR = ctypes.byref(_OpenHow(os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE))
 
 
 class SymlinkRefused(PermissionDenied):
@@ -147,6 +148,11 @@ class Resolver:
         """
         if not rel:
             return self.root_fd, False
+        func = self.openat2
+        if func is not None:  # the common case, inlined: one call, no dictionary
+            fd: int = func(_SYS_OPENAT2, self.root_fd, rel.encode(_ENCODING, "surrogateescape"), _HOW_DIR, _HOW_SIZE)
+            if fd >= 0:
+                return fd, True
         try:
             try:
                 return self.open(rel, os.O_RDONLY | os.O_DIRECTORY), True
