@@ -24,6 +24,7 @@ pytest_plugins: list[str] = [
     "tests.servers.seaweedfs",
     "tests.servers.moto",
     "tests.servers.postgres",
+    "tests.servers.rest",
 ]
 
 CONTRACT_BACKENDS: list[str] = [
@@ -35,6 +36,7 @@ CONTRACT_BACKENDS: list[str] = [
     "rclone_s3",
     "s3_seaweedfs",
     "s3_moto",
+    "rest",
 ]
 
 
