@@ -6,6 +6,7 @@ Three comparisons (targets from issue 3):
 
 1. ``count`` values of 4 KiB stored then loaded one at a time: unistore ``store``/``load`` against
    boto3 ``put_object``/``get_object`` (target >= 1.5x) and obstore ``put``/``get`` (>= 0.9x);
+   ``store`` also with ``name_checks=False`` (no directory LIST before each PUT);
 2. the same through ``store_many``/``load_many`` against boto3 one at a time (>= 3x);
 3. one ``big-mib`` MiB value stored from a file and loaded to a file: unistore ``store_file``/
    ``load_file`` against obstore (>= 1.0x) and boto3 ``upload_file``/``download_file`` with default
@@ -88,6 +89,8 @@ def small_values(sw: SeaweedFS, count: int, rounds: int) -> dict[str, list[float
     be = S3Backend.from_url(sw.url(bucket, "unistore"))
     be.create()
     be.open()
+    unchecked = S3Backend.from_url(sw.url(bucket, "unistore"), name_checks=False)  # no directory LIST per store
+    unchecked.open()
     value = os.urandom(4096)
     keys = [f"{i:08x}" for i in range(count)]
     res: dict[str, list[float]] = {}
@@ -97,6 +100,7 @@ def small_values(sw: SeaweedFS, count: int, rounds: int) -> dict[str, list[float
         "boto3 put": lambda ks: [client.put_object(Bucket=bucket, Key=f"boto3/{k}", Body=value) for k in ks],
         "obstore put": lambda ks: [obstore.put(store, f"obstore/{k}", value) for k in ks],
         "unistore store": lambda ks: [be.store(f"one/{k}", value) for k in ks],
+        "unistore store unchecked": lambda ks: [unchecked.store(f"raw/{k}", value) for k in ks],
         "unistore store_many": lambda ks: be.store_many((f"bulk/{k}", value) for k in ks),
     }
     gets: dict[str, Callable[[list[str]], object]] = {
@@ -120,6 +124,7 @@ def small_values(sw: SeaweedFS, count: int, rounds: int) -> dict[str, list[float
         print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in res.items()), flush=True)
     assert be.load(f"one/{keys[-1]}") == value and be.load(f"bulk/{keys[0]}") == value
     be.close()
+    unchecked.close()
     return res
 
 
@@ -227,6 +232,12 @@ def main() -> None:
         ratio_line("store vs boto3 put_object", best(small, "unistore store"), best(small, "boto3 put"), 1.5),
         ratio_line("load vs boto3 get_object", best(small, "unistore load"), best(small, "boto3 get"), 1.5),
         ratio_line("store vs obstore put", best(small, "unistore store"), best(small, "obstore put"), 0.9),
+        ratio_line(
+            "store (name_checks=False) vs obstore put",
+            best(small, "unistore store unchecked"),
+            best(small, "obstore put"),
+            0.9,
+        ),
         ratio_line("load vs obstore get", best(small, "unistore load"), best(small, "obstore get"), 0.9),
         ratio_line("store_many vs boto3 put_object", best(small, "unistore store_many"), best(small, "boto3 put"), 3),
         ratio_line("load_many vs boto3 get_object", best(small, "unistore load_many"), best(small, "boto3 get"), 3),

@@ -77,7 +77,7 @@ def run(server: Any, work: Path, size: int, count: int) -> int:
     bucket = server.new_bucket()
     url = server.url(bucket, "zodb")
 
-    ours = S3BlobStorage(FileStorage(str(work / "ours.fs")), url, str(work / "cache"))
+    ours = S3BlobStorage(FileStorage(str(work / "ours.fs")), url, str(work / "cache"), create=True)
     db = ZODB.DB(ours)
     conn = db.open()
     zodb_db = ZODB.DB(FileStorage(str(work / "zodb.fs"), blob_dir=str(work / "zodb-blobs")))

@@ -10,8 +10,8 @@ import pytest
 
 from unistore import open_backend
 from unistore.backends.memory import MemoryBackend
-from unistore.errors import BackendURLInvalid, NoBackendGiven
-from unistore.url import redact, schemes
+from unistore.errors import BackendURLInvalid, ConfigError, NoBackendGiven
+from unistore.url import redact, schemes, split_query
 
 
 def test_builtin_schemes_come_from_entry_points() -> None:
@@ -78,3 +78,51 @@ def test_third_party_scheme_via_entry_point(tmp_path: Path, monkeypatch: pytest.
 )
 def test_redact(url: str, expected: str) -> None:
     assert redact(url) == expected
+
+
+# ----------------------------------------------------------------- query strings: options, never a path
+def test_query_string_gives_typed_options(tmp_path: Path) -> None:
+    from unistore.backends.posixfs import PosixFS
+
+    be = open_backend(f"file://{tmp_path}/q?do_fsync=1&quota=100")
+    assert isinstance(be, PosixFS)
+    assert be.base_path == f"{tmp_path}/q" and be.do_fsync is True and be.quota_limit == 100
+    be = open_backend(f"file://{tmp_path}/q?do_fsync=off&quota=none")
+    assert be.do_fsync is False and be.quota_limit is None
+    be = open_backend(f"file://{tmp_path}/q?permissions=%7B%22%22%3A%20%22lr%22%7D")  # JSON, URL-quoted
+    assert be.permissions == {"": "lr"}
+    assert open_backend(f"file://{tmp_path}/a%3Fb").base_path == f"{tmp_path}/a?b"  # a literal ? in a path
+
+
+def test_query_string_keeps_a_question_mark_in_a_secret() -> None:
+    be = open_backend("s3:AKID:se?cret@http://127.0.0.1:9/bucket/prefix?region=eu-1")
+    assert be.bucket == "bucket" and be.prefix.strip("/") == "prefix"  # type: ignore[attr-defined]
+    assert be.region == "eu-1"  # type: ignore[attr-defined]
+    assert split_query("s3:AKID:se?cr@et@http://h/b") == ("s3:AKID:se?cr@et@http://h/b", {})
+
+
+@pytest.mark.parametrize(
+    "url,error,words",
+    [
+        ("file:///tmp/q?bogus=1", ConfigError, ["bogus", "do_fsync"]),
+        ("file:///tmp/q?do_fsync=maybe", ConfigError, ["boolean"]),
+        ("file:///tmp/q?quota=lots", ConfigError, ["integer"]),
+        ("file:///tmp/q?", BackendURLInvalid, ["%3F"]),
+        ("file:///tmp/q?novalue", BackendURLInvalid, ["name=value"]),
+        ("file:///tmp/q?quota=1&quota=2", ConfigError, ["twice"]),
+        ("memory://x?a=1", ConfigError, ["accepted: none"]),
+    ],
+)
+def test_bad_query_strings(url: str, error: type[Exception], words: list[str]) -> None:
+    with pytest.raises(error) as info:
+        open_backend(url)
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_query_and_keyword_options_must_agree(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="another value"):
+        open_backend(f"file://{tmp_path}/q?quota=10", quota=20)
+    assert open_backend(f"file://{tmp_path}/q?quota=10", quota="10").quota_limit == 10  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="unknown option"):
+        open_backend(f"file://{tmp_path}/q", nosuch=1)

@@ -11,9 +11,10 @@ import threading
 import time
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 import transaction
-import ZConfig
 import ZODB
 import ZODB.config
 from ZODB.blob import Blob
@@ -29,7 +30,7 @@ from unistore.backends.posixfs import PosixFS
 from unistore.errors import PermissionDenied
 from unistore.layers.stats import StatsLayer
 
-from .zodb_storages import unique
+from .zodb_storages import commit_blob
 
 # ----------------------------------------------------------------------------------------------- fixtures
 
@@ -42,23 +43,47 @@ def url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return server.url(server.new_bucket(), "site/prefix")  # type: ignore[no-any-return]
 
 
-def _commit_blob(db: Any, key: str, data: bytes) -> tuple[bytes, bytes]:
-    tm = transaction.TransactionManager()
-    conn = db.open(transaction_manager=tm)
-    try:
-        if key not in conn.root():
-            conn.root()[key] = Blob()
-        with conn.root()[key].open("w") as f:
-            f.write(data)
-        tm.commit()
-        blob = conn.root()[key]
-        blob._p_activate()  # committed blobs are ghosted; load the committed state
-        return blob._p_oid, blob._p_serial
-    finally:
-        conn.close()
-
-
 # ----------------------------------------------------------------------------------------------- names
+
+
+@hypothesis.given(
+    oid=hypothesis.strategies.integers(0, 2**64 - 1),
+    tid=hypothesis.strategies.integers(0, 2**64 - 1),
+    other=hypothesis.strategies.integers(0, 2**64 - 1),
+)
+def test_each_revision_has_exactly_one_name(oid: int, tid: int, other: int) -> None:
+    """blob_name is one-to-one and parse_blob_name inverts it: two revisions never share a name."""
+    name = blob_name(p64(oid), p64(tid))
+    assert parse_blob_name(name.removeprefix("blobs/")) == (p64(oid), p64(tid))
+    if other != tid:
+        assert blob_name(p64(oid), p64(other)) != name
+    if other != oid:
+        assert blob_name(p64(other), p64(tid)) != name
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "01/3.blob",
+        "1/03.blob",
+        "A/3.blob",
+        "1/3F.blob",
+        "0x1/3.blob",
+        "1_0/3.blob",
+        "+1/3.blob",
+        " 1/3.blob",
+        "1/3.blob ",
+        "1/-3.blob",
+        f"{2**64:x}/1.blob",
+        "1/.blob",
+        "/3.blob",
+        "1/3.blob/x",
+        "1/2/3.blob",
+    ],
+)
+def test_names_blob_name_never_writes_are_no_revisions(spelling: str) -> None:
+    """Only names blob_name() writes are revisions (so gc and migrate never take another name for one)."""
+    assert parse_blob_name(spelling) is None
 
 
 def test_blob_names_are_zodb_s3blobs_layout() -> None:
@@ -69,113 +94,11 @@ def test_blob_names_are_zodb_s3blobs_layout() -> None:
     assert parse_blob_name("zz/10.blob") is None
 
 
-# ----------------------------------------------------------------------------------------------- ZConfig
-
-
-def test_zconfig_url_and_env_substitution(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BLOB_STORE", f"file://{tmp_path}/store")
-    config = f"""
-    %import unistore.adapters.zodb
-    <zodb>
-      <s3blobstorage>
-        url $(BLOB_STORE)
-        cache-dir {tmp_path}/cache
-        cache-size 10MB
-        staging-dir {tmp_path}/staging
-        <filestorage>
-          path {tmp_path}/Data.fs
-        </filestorage>
-      </s3blobstorage>
-    </zodb>
-    """
-    db = ZODB.config.databaseFromString(config)
-    try:
-        storage = db.storage
-        assert isinstance(storage, S3BlobStorage)
-        assert storage.temporaryDirectory() == f"{tmp_path}/staging"
-        assert storage.cache.size_limit == 10 * 1024 * 1024
-        oid, tid = _commit_blob(db, "b", b"configured")
-        assert (tmp_path / "store" / blob_name(oid, tid)).read_bytes() == b"configured"
-        assert db.supportsUndo()  # FileStorage's interfaces stay visible
-    finally:
-        db.close()
-
-
-def test_zconfig_needs_url_or_bucket(tmp_path: Any) -> None:
-    config = f"""
-    %import unistore.adapters.zodb
-    <zodb>
-      <s3blobstorage>
-        cache-dir {tmp_path}/cache
-        <mappingstorage/>
-      </s3blobstorage>
-    </zodb>
-    """
-    with pytest.raises(ValueError, match="url or bucket-name"):
-        ZODB.config.databaseFromString(config)
-
-
-def test_zconfig_requires_cache_dir() -> None:
-    config = """
-    %import unistore.adapters.zodb
-    <zodb>
-      <s3blobstorage>
-        url memory://x
-        <mappingstorage/>
-      </s3blobstorage>
-    </zodb>
-    """
-    with pytest.raises(ZConfig.ConfigurationError):
-        ZODB.config.databaseFromString(config)
-
-
-def test_zconfig_s3_keys_keep_zodb_s3blobs_layout(
-    seaweedfs: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A zodb-s3blobs configuration works with only the %import line changed, on its bucket."""
-    bucket = seaweedfs.new_bucket()
-    client = seaweedfs.client()
-    # a blob written by zodb-s3blobs before the switch
-    client.put_object(Bucket=bucket, Key="zope/blobs/7/3f.blob", Body=b"written before the switch")
-    monkeypatch.setenv("S3_KEY", seaweedfs.access_key)
-    monkeypatch.setenv("S3_SECRET", seaweedfs.secret_key)
-    config = f"""
-    %import unistore.adapters.zodb
-    <zodb>
-      <s3blobstorage>
-        bucket-name {bucket}
-        s3-prefix zope
-        s3-endpoint-url {seaweedfs.endpoint}
-        s3-region us-east-1
-        s3-access-key $(S3_KEY)
-        s3-secret-key $(S3_SECRET)
-        s3-use-ssl false
-        s3-addressing-style path
-        s3-connect-timeout 5
-        s3-read-timeout 30
-        cache-dir {tmp_path}/cache
-        cache-size 1GB
-        <mappingstorage/>
-      </s3blobstorage>
-    </zodb>
-    """
-    db = ZODB.config.databaseFromString(config)
-    try:
-        with open(db.storage.loadBlob(p64(7), p64(0x3F)), "rb") as f:
-            assert f.read() == b"written before the switch"
-        oid, tid = _commit_blob(db, "b", b"new blob")
-        key = f"zope/blobs/{u64(oid):x}/{u64(tid):x}.blob"
-        assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"new blob"
-        assert seaweedfs.secret_key not in repr(db.storage)
-    finally:
-        db.close()
-
-
 # ----------------------------------------------------------------------------------------------- 2PC
 
 
 def test_commit_uploads_all_blobs_and_finish_fills_cache(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         with db.transaction() as conn:
@@ -196,10 +119,10 @@ def test_commit_uploads_all_blobs_and_finish_fills_cache(url: str, tmp_path: Any
 
 
 def test_uncommitted_blob_is_invisible_and_abort_deletes_it(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
-        oid, old_tid = _commit_blob(db, "b", b"committed")
+        oid, old_tid = commit_blob(db, "b", b"committed")
         data, serial = storage.load(oid)
         t = TransactionMetaData()
         storage.tpc_begin(t)
@@ -227,7 +150,7 @@ def test_uncommitted_blob_is_invisible_and_abort_deletes_it(url: str, tmp_path: 
 def test_failed_upload_fails_the_vote_and_abort_removes_the_others(tmp_path: Any) -> None:
     # oid 2's directory is read-only in the backend: its upload fails, oid 1's succeeds first
     backend = PosixFS(tmp_path / "store", permissions={"": "lrwWD", "blobs/2": "lr"})
-    storage = S3BlobStorage(MappingStorage(), backend, str(tmp_path / "cache"))
+    storage = S3BlobStorage(MappingStorage(), backend, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         conn = db.open()
@@ -246,9 +169,9 @@ def test_failed_upload_fails_the_vote_and_abort_removes_the_others(tmp_path: Any
 
 def test_restore_and_copy_transactions_carry_blobs(url: str, tmp_path: Any) -> None:
     src = ZODB.DB(FileStorage(str(tmp_path / "src.fs"), blob_dir=str(tmp_path / "src-blobs")))
-    oid, tid = _commit_blob(src, "b", b"from a blob directory")
-    _commit_blob(src, "b", b"second revision")
-    dst = S3BlobStorage(FileStorage(str(tmp_path / "dst.fs")), url, str(tmp_path / "cache"))
+    oid, tid = commit_blob(src, "b", b"from a blob directory")
+    commit_blob(src, "b", b"second revision")
+    dst = S3BlobStorage(FileStorage(str(tmp_path / "dst.fs")), url, str(tmp_path / "cache"), create=True)
     try:
         dst.copyTransactionsFrom(src.storage)
         with open(dst.loadBlob(oid, tid), "rb") as f:
@@ -263,9 +186,9 @@ def test_restore_and_copy_transactions_carry_blobs(url: str, tmp_path: Any) -> N
 
 
 def test_cold_read_is_one_get_and_cached_files_are_read_only(url: str, tmp_path: Any) -> None:
-    writer = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache-w"))
+    writer = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache-w"), create=True)
     db = ZODB.DB(writer)
-    oid, tid = _commit_blob(db, "b", b"x" * 100_000)
+    oid, tid = commit_blob(db, "b", b"x" * 100_000)
     from unistore import open_backend
 
     stats = StatsLayer(open_backend(url))
@@ -393,20 +316,45 @@ def test_many_threads_and_processes_read_revisions_of_one_blob(url: str, tmp_pat
 
 
 def test_threads_share_one_download(tmp_path: Any) -> None:
+    """8 threads ask for one cold revision at once: one download, all get the same complete file.
+
+    The download holds until every other thread is inside ``get`` waiting for it (seen in the
+    threads' stacks) or has started a download of its own, so the threads really race.
+    """
     cache = BlobCache(str(tmp_path / "cache"))
-    calls = []
-    gate = threading.Event()
+    calls: list[int] = []
+    start = threading.Barrier(8)
+    threads: list[threading.Thread] = []
+
+    def others_waiting() -> int:
+        frames = sys._current_frames()
+        count = 0
+        for t in threads:
+            frame = frames.get(t.ident) if t.ident is not None and t is not threading.current_thread() else None
+            while frame is not None:
+                name = frame.f_code.co_name
+                if (name == "result" and "concurrent/futures" in frame.f_code.co_filename) or name == "fetch":
+                    count += 1
+                    break
+                frame = frame.f_back
+        return count
 
     def fetch(f: Any) -> None:
         calls.append(1)
-        gate.wait(5)
+        deadline = time.monotonic() + 10  # reached only when the threads do not share the download
+        while others_waiting() < 7 and time.monotonic() < deadline:
+            time.sleep(0.005)
         f.write(b"shared")
 
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get(("1", "2"), fetch))) for _ in range(8)]
+
+    def reader() -> None:
+        start.wait()
+        results.append(cache.get(("1", "2"), fetch))
+
+    threads.extend(threading.Thread(target=reader) for _ in range(8))
     for t in threads:
         t.start()
-    gate.set()
     for t in threads:
         t.join()
     assert len(calls) == 1
@@ -418,7 +366,7 @@ def test_threads_share_one_download(tmp_path: Any) -> None:
 
 
 def test_pack_collects_orphans_but_keeps_live_and_in_flight(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(MappingStorage(), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
 
     def names() -> set[str]:
@@ -428,9 +376,9 @@ def test_pack_collects_orphans_but_keeps_live_and_in_flight(url: str, tmp_path: 
         return f"{u64(oid):x}/{u64(tid):x}.blob"
 
     try:
-        oid, tid1 = _commit_blob(db, "b", b"one")
-        _, tid2 = _commit_blob(db, "b", b"two")
-        oid_gone, tid_gone = _commit_blob(db, "gone", b"gone")
+        oid, tid1 = commit_blob(db, "b", b"one")
+        _, tid2 = commit_blob(db, "b", b"two")
+        oid_gone, tid_gone = commit_blob(db, "gone", b"gone")
         with db.transaction() as conn:
             del conn.root()["gone"]
         # dry run: reports the superseded revision (MappingStorage keeps no undo history), deletes nothing
@@ -460,11 +408,11 @@ def test_pack_collects_orphans_but_keeps_live_and_in_flight(url: str, tmp_path: 
 
 
 def test_pack_with_undoing_base_keeps_revisions_history_needs(url: str, tmp_path: Any) -> None:
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
-        oid, tid1 = _commit_blob(db, "b", b"one")
-        _, tid2 = _commit_blob(db, "b", b"two")
+        oid, tid1 = commit_blob(db, "b", b"one")
+        _, tid2 = commit_blob(db, "b", b"two")
         result = storage.collect_garbage()
         assert result.deleted == 0 and result.kept == 2  # FileStorage can still load both
         time.sleep(0.01)
@@ -475,20 +423,16 @@ def test_pack_with_undoing_base_keeps_revisions_history_needs(url: str, tmp_path
         db.close()
 
 
-def test_blob_unique_names() -> None:
-    assert unique() != unique()
-
-
 def test_concurrent_commits_from_many_threads(url: str, tmp_path: Any) -> None:
     """Threads commit blobs through one FileStorage at once: every revision lands, nothing leaks."""
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
         try:
             for rev in range(6):
-                _commit_blob(db, f"t{n}", b"%d:%d " % (n, rev) * 2000)
+                commit_blob(db, f"t{n}", b"%d:%d " % (n, rev) * 2000)
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -535,8 +479,8 @@ def test_keeps_the_base_interfaces_visible(tmp_path: Any) -> None:
     )
     from ZODB.tests.MVCCMappingStorage import MVCCMappingStorage
 
-    fs = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), "memory://ifaces", str(tmp_path / "c1"))
-    mvcc = S3BlobStorage(MVCCMappingStorage(), "memory://ifaces2", str(tmp_path / "c2"))
+    fs = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), "memory://ifaces", str(tmp_path / "c1"), create=True)
+    mvcc = S3BlobStorage(MVCCMappingStorage(), "memory://ifaces2", str(tmp_path / "c2"), create=True)
     try:
         for iface in (IBlobStorage, IBlobStorageRestoreable, IStorageUndoable, IStorageIteration):
             assert iface.providedBy(fs), iface
@@ -553,9 +497,14 @@ def test_keeps_the_base_interfaces_visible(tmp_path: Any) -> None:
 
 def test_pack_like_zodbs_blob_packing_doctest(url: str, tmp_path: Any) -> None:
     """ZODB's blob_packing.txt (undoing part), checked against the backend instead of a blob dir."""
-    from ZODB.tests.testblob import new_time
 
-    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"))
+    def new_time() -> float:
+        """A pack time after every commit so far and before the next (ZODB's own sleeps 1 s each)."""
+        now = time.time()
+        time.sleep(0.01)
+        return now
+
+    storage = S3BlobStorage(FileStorage(str(tmp_path / "Data.fs")), url, str(tmp_path / "cache"), create=True)
     db = ZODB.DB(storage)
     try:
         conn = db.open()

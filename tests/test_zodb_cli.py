@@ -64,7 +64,9 @@ def test_migrate_from_blob_dir_is_resumable_and_site_reads_blobs(
     dest_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = _site_with_blob_dir(tmp_path)
-    code, summary = _run(capsys, "--json", "zodb", "migrate", "--url", dest_url, "--from-blob-dir", f"{tmp_path}/blobs")
+    code, summary = _run(
+        capsys, "--json", "zodb", "migrate", "--create", "--url", dest_url, "--from-blob-dir", f"{tmp_path}/blobs"
+    )
     assert code == 0
     assert summary["found"] == 6 and summary["copied"] == 6 and summary["failed"] == 0
     # resume: nothing left to copy
@@ -77,9 +79,9 @@ def test_migrate_from_blob_dir_is_resumable_and_site_reads_blobs(
 def test_migrate_between_backends_and_gc(dest_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     expected = _site_with_blob_dir(tmp_path)
     first = f"file://{tmp_path}/first"
-    assert main(["--json", "zodb", "migrate", "--url", first, "--from-blob-dir", f"{tmp_path}/blobs"]) == 0
+    assert main(["--json", "zodb", "migrate", "--create", "--url", first, "--from-blob-dir", f"{tmp_path}/blobs"]) == 0
     capsys.readouterr()
-    code, summary = _run(capsys, "--json", "zodb", "migrate", "--url", dest_url, "--from-url", first)
+    code, summary = _run(capsys, "--json", "zodb", "migrate", "--create", "--url", dest_url, "--from-url", first)
     assert code == 0 and summary["copied"] == 6
     assert "secret" not in summary["source"] or "***" in summary["source"]
     # gc over the FileStorage site: nothing is an orphan until the pack drops the old revision
@@ -116,6 +118,17 @@ def test_migrate_needs_one_source(tmp_path: Any, capsys: pytest.CaptureFixture[s
     assert "one of the arguments" in capsys.readouterr().err
 
 
+def test_migrate_refuses_a_missing_destination_without_create(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _site_with_blob_dir(tmp_path)
+    code = main(["zodb", "migrate", "--url", f"file://{tmp_path}/typo", "--from-blob-dir", f"{tmp_path}/blobs"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "BackendDoesNotExist" in err and "--create" in err
+    assert not (tmp_path / "typo").exists()  # nothing was created under a mistyped name
+
+
 def test_zodbconvert_carries_blobs_into_the_backend(dest_url: str, tmp_path: Any) -> None:
     """RelStorage's zodbconvert copies a FileStorage+blob_dir site into FileStorage+<s3blobstorage>."""
     from relstorage.zodbconvert import main as zodbconvert
@@ -131,6 +144,7 @@ def test_zodbconvert_carries_blobs_into_the_backend(dest_url: str, tmp_path: Any
         </filestorage>
         <s3blobstorage destination>
           url {dest_url}
+          create-bucket true
           cache-dir {tmp_path}/cache
           <filestorage>
             path {tmp_path}/converted.fs

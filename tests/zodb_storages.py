@@ -66,7 +66,9 @@ BASES: dict[str, Callable[[str], Any]] = {
 
 
 def wrap(base: Any, url: str, blob_dir: str, **kw: Any) -> S3BlobStorage:
-    """The adapter over ``base``, blobs in ``url``, cache in ``blob_dir`` (staging ``blob_dir/tmp``)."""
+    """The adapter over ``base``, blobs in ``url`` (created when missing), cache in ``blob_dir``
+    (staging ``blob_dir/tmp``)."""
+    kw.setdefault("create", True)
     return S3BlobStorage(base, url, os.path.abspath(blob_dir), **kw)
 
 
@@ -144,3 +146,23 @@ def check_blob_suite(
 
 def unique(prefix: str = "z") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def commit_blob(db: Any, key: str, data: bytes) -> tuple[bytes, bytes]:
+    """Commit ``data`` as the blob ``root[key]`` of ``db`` (in a connection of its own); its (oid, tid)."""
+    import transaction
+    from ZODB.blob import Blob
+
+    tm = transaction.TransactionManager()
+    conn = db.open(transaction_manager=tm)
+    try:
+        if key not in conn.root():
+            conn.root()[key] = Blob()
+        with conn.root()[key].open("w") as f:
+            f.write(data)
+        tm.commit()
+        blob = conn.root()[key]
+        blob._p_activate()  # committed blobs are ghosted; load the committed state
+        return blob._p_oid, blob._p_serial
+    finally:
+        conn.close()

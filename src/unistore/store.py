@@ -88,6 +88,10 @@ class Store:
                 if not url.startswith("file:"):
                     raise ConfigError("permissions are only supported by the file: backend")
                 backend_options["permissions"] = permissions
+            if url.split(":", 1)[0].lower() in ("s3", "b2"):
+                # the Store's key rules already rule out an item where a directory is (and back): skip
+                # the S3 backend's per-store LIST that checks for it (half a PUT's time on SeaweedFS)
+                backend_options.setdefault("name_checks", False)
             backend = open_backend(url, **backend_options)
         elif permissions is not None:
             raise ConfigError("give permissions to the backend itself when passing a backend instance")

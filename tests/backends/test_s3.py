@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +19,24 @@ import pytest
 from tests.servers.moto import MotoS3
 from tests.servers.s3endpoint import created_backend
 from tests.servers.seaweedfs import SeaweedFS
-from unistore.backends.base import CAPABILITIES
-from unistore.backends.s3 import S3Backend
+from unistore.backends.base import (
+    CAPABILITIES,
+    CHECKSUMS,
+    METADATA,
+    MULTIPART,
+    OBJECT_LOCK,
+    PRESIGN,
+    SERVER_SIDE_COPY,
+    SSE_C,
+    STORAGE_CLASS,
+    TAGS,
+)
+from unistore.backends.s3 import S3Backend, listing
 from unistore.errors import (
     BackendAlreadyExists,
     BackendDoesNotExist,
     BackendURLInvalid,
+    CapabilityNotSupported,
     ConfigError,
     CredentialsError,
     IntegrityError,
@@ -63,22 +76,24 @@ def http(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes]:
 # ---------------------------------------------------------------------- URLs and options
 def test_url_with_keys_endpoint_and_prefix() -> None:
     be = S3Backend.from_url("s3:AK%3Ax:se%2Fc%40ret@http://127.0.0.1:9000/bucket/some/prefix/")
-    assert (be.access_key, be.bucket, be.prefix, be.endpoint_url) == (
+    assert (be.config.access_key, be.bucket, be.prefix, be.config.endpoint_url) == (
         "AK:x",
         "bucket",
         "some/prefix",
         "http://127.0.0.1:9000",
     )
-    assert be._secret is not None and be._secret.value == "se/c@ret"
-    assert be.use_ssl is False and be.checksum == "when_supported"
+    assert be.config.secret is not None and be.config.secret.value == "se/c@ret"
+    assert be.config.use_ssl is False and be.config.checksum == "when_supported"
     assert "se/c@ret" not in repr(be) and "se%2Fc%40ret" not in repr(be)
 
 
 def test_url_profile_aws_and_b2() -> None:
     be = S3Backend.from_url("s3:myprofile@/bucket")
-    assert (be.profile, be.access_key, be.endpoint_url, be.prefix, be.use_ssl) == ("myprofile", None, None, "", True)
+    cfg = be.config
+    assert (cfg.profile, cfg.access_key, cfg.endpoint_url, be.prefix) == ("myprofile", None, None, "")
+    assert cfg.use_ssl
     b2 = S3Backend.from_url("b2:kid:appkey@https://s3.us-west-004.backblazeb2.com/bkt/p")
-    assert b2.b2 and b2.checksum == "when_required" and b2.use_ssl
+    assert b2.config.b2 and b2.config.checksum == "when_required" and b2.config.use_ssl
     assert isinstance(open_backend("s3:/bucket/x", region="eu-central-1"), S3Backend)
 
 
@@ -97,9 +112,10 @@ def test_url_options() -> None:
         storage_class="STANDARD_IA",
         checksum="when_required",
     )
-    assert (be.region, be.addressing_style, be.connect_timeout, be.read_timeout) == ("eu-west-1", "path", 3.0, 7.0)
-    assert (be.max_attempts, be.bulk_workers, be.max_pool_connections) == (5, 4, 9)
-    assert (be.multipart_threshold, be.multipart_chunksize, be.storage_class) == (32 << 20, 16 << 20, "STANDARD_IA")
+    cfg = be.config
+    assert (cfg.region, cfg.addressing_style, cfg.connect_timeout, cfg.read_timeout) == ("eu-west-1", "path", 3.0, 7.0)
+    assert (cfg.max_attempts, be.bulk_workers, cfg.max_pool_connections) == (5, 4, 9)
+    assert (cfg.multipart_threshold, cfg.multipart_chunksize, cfg.storage_class) == (32 << 20, 16 << 20, "STANDARD_IA")
 
 
 @pytest.mark.parametrize("url", ["s3:", "s3:bucket", "s3:ftp://host/bucket", "s3:k:s@http://h", "x3:/b"])
@@ -130,15 +146,37 @@ def test_sse_c_over_plain_http_needs_opt_in() -> None:
         S3Backend.from_url("s3:k:s@http://127.0.0.1:1/b", sse_customer_key=SSE_KEY)
     be = S3Backend.from_url("s3:k:s@http://127.0.0.1:1/b", sse_customer_key=SSE_KEY, allow_insecure_sse_c=True)
     assert SSE_KEY not in repr(be) and SSE_KEY not in repr(vars(be))
-    assert S3Backend.from_url("s3:k:s@https://h/b", sse_customer_key=SSE_KEY).use_ssl
+    assert S3Backend.from_url("s3:k:s@https://h/b", sse_customer_key=SSE_KEY).config.use_ssl
 
 
-def test_capabilities_declared() -> None:
-    be = S3Backend("bucket")
-    assert be.capabilities == CAPABILITIES
-    for cap in CAPABILITIES:
-        assert be.supports(cap)
-        be.require(cap)
+def test_capabilities_are_decided_per_instance(seaweedfs: SeaweedFS) -> None:
+    """What each instance claims is what it can do: asking for more raises CapabilityNotSupported."""
+    plain_bucket, locked_bucket = seaweedfs.new_bucket(), seaweedfs.new_bucket(object_lock=True)
+    always = {TAGS, MULTIPART, SERVER_SIDE_COPY, STORAGE_CLASS, METADATA, CHECKSUMS}
+    plain = S3Backend.from_url(seaweedfs.url(plain_bucket, "p"))
+    locked = S3Backend.from_url(seaweedfs.url(locked_bucket, "p"))
+    keyed = S3Backend.from_url(seaweedfs.url(plain_bucket, "k"), sse_customer_key=SSE_KEY, allow_insecure_sse_c=True)
+    for be in (plain, locked, keyed):
+        be.create()
+        be.open()
+    try:
+        assert plain.capabilities == frozenset(always | {PRESIGN})  # no key, no object lock on this bucket
+        assert locked.capabilities == frozenset(always | {PRESIGN, OBJECT_LOCK})
+        assert keyed.capabilities == frozenset(always | {SSE_C})  # presign refused, not claimed, under SSE-C
+        plain.store("x", b"1")
+        for call in (lambda: plain.set_legal_hold("x", True), lambda: plain.get_retention("x")):
+            with pytest.raises(CapabilityNotSupported) as e:
+                call()
+            assert e.value.capability == OBJECT_LOCK
+        with pytest.raises(CapabilityNotSupported) as e:
+            keyed.presign("x")
+        assert e.value.capability == PRESIGN
+        for be in (plain, locked, keyed):
+            for cap in CAPABILITIES:
+                assert be.supports(cap) == (cap in be.capabilities)
+    finally:
+        for be in (plain, locked, keyed):
+            be.close()
 
 
 # ---------------------------------------------------------------------- lifecycle and credentials
@@ -204,7 +242,7 @@ def test_pagination_past_1000_keys(sw_backend: S3Backend) -> None:
     assert [i.name for i in listed[:-1]] == sorted(k.split("/", 1)[1] for k in items)
     rec = list(sw_backend.list_recursive("many"))
     assert len(rec) == 1106 and rec[-1].name == "sub/deep"
-    assert sw_backend._delete_prefix(sw_backend._root + "many/") == 1106
+    assert listing.delete_prefix(sw_backend.client, sw_backend.bucket, sw_backend._root + "many/") == 1106
     assert [i for i in sw_backend.list("many") if not i.directory] == []  # SeaweedFS keeps empty folders
 
 
@@ -276,8 +314,9 @@ def test_tags_put_get_merge_delete_find(sw_backend: S3Backend) -> None:
     sw_backend.put_tags("t/3", {"color": "blue"})
     sw_backend.put_tags("t/5", {"color": "red"})
     assert sw_backend.get_tags("t/0") == {"color": "red", "size": "s"}
-    assert sw_backend.merge_tags("t/0", {"size": "m", "owner": "me"}) == {"color": "red", "size": "m", "owner": "me"}
-    assert sw_backend.get_tags("t/0") == {"color": "red", "size": "m", "owner": "me"}
+    merged = sw_backend.update_tags("t/0", {"size": "m", "owner": "me"})
+    assert merged == {"color": "red", "size": "m", "owner": "me"} == sw_backend.get_tags("t/0")
+    assert sw_backend.update_tags("t/0", {"size": None}) == {"color": "red", "owner": "me"}  # None removes
     sw_backend.put_tags("t/3", {"shape": "round"})  # put replaces
     assert sw_backend.get_tags("t/3") == {"shape": "round"}
     assert sorted(sw_backend.find_by_tag("color", "red", prefix="t")) == ["t/0", "t/5"]
@@ -417,30 +456,90 @@ def test_client_side_multipart_upload(sw_backend: S3Backend) -> None:
 
 
 # ---------------------------------------------------------------------- secrets and logging
+class _Everything(logging.Handler):
+    """Keeps every record, formatted as a handler would write it (message and traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        self.lines: list[str] = []
+        self.names: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+        self.names.add(record.name)
+
+
 @pytest.mark.parametrize("engine", ["obstore", "boto3"])
-def test_debug_logs_have_timing_and_no_secrets(
-    seaweedfs: SeaweedFS, caplog: pytest.LogCaptureFixture, engine: str
-) -> None:
-    caplog.set_level(logging.DEBUG)  # botocore logs request headers and canonical requests at DEBUG
-    bucket = seaweedfs.new_bucket()
-    be = S3Backend.from_url(
-        seaweedfs.url(bucket, "logs"), sse_customer_key=SSE_KEY, allow_insecure_sse_c=True, engine=engine
-    )
-    be.create()
-    with be:
-        be.store("x", b"12345")
-        be.load("x")
-        be.copy("x", "y")
-        with pytest.raises(ObjectNotFound) as e:
-            be.load("missing")
-        assert seaweedfs.secret_key not in str(e.value)
-    be.destroy()
-    ours = [r.getMessage() for r in caplog.records if r.name.startswith("unistore")]
-    assert any(m.startswith("store x: 5 bytes in ") for m in ours)
-    assert any(m.startswith("load x: 5 bytes in ") for m in ours)
-    text = caplog.text + "\n".join(ours)
+def test_no_secret_in_any_log_record(seaweedfs: SeaweedFS, engine: str) -> None:
+    root = logging.getLogger()
+    handler, level = _Everything(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        bucket = seaweedfs.new_bucket()
+        be = S3Backend.from_url(
+            seaweedfs.url(bucket, "logs"),
+            sse_customer_key=SSE_KEY,
+            allow_insecure_sse_c=True,
+            engine=engine,
+            multipart_threshold=5 * 1024 * 1024,
+            multipart_chunksize=5 * 1024 * 1024,
+        )
+        be.create()
+        with be:
+            be.store("x", b"12345")
+            assert be.load("x") == b"12345"
+            be.copy("x", "y")
+            be.move("y", "z")
+            be.store_file("big", io.BytesIO(os.urandom(11 * 1024 * 1024)))  # multipart, parts on threads
+            assert be.load("big", offset=-3, size=3) and be.stat("big").size == 11 * 1024 * 1024
+            with pytest.raises(ObjectNotFound) as e:
+                be.load("missing")
+            assert seaweedfs.secret_key not in str(e.value)
+        be.destroy()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    text = "\n".join(handler.lines)
     assert "customer-key" in text.lower() or engine == "obstore"  # botocore did log the SSE-C headers...
-    assert seaweedfs.secret_key not in text and SSE_KEY not in text and "k" * 32 not in text  # ...scrubbed
+    raw = base64.b64decode(SSE_KEY)
+    for secret in (seaweedfs.secret_key, SSE_KEY, raw.decode("latin-1"), repr(raw)[2:-1]):
+        assert secret not in text  # ...scrubbed, from every logger (s3transfer.tasks and friends included)
+
+
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
+@pytest.mark.parametrize("source", ["environment", "profile"])
+def test_sse_c_key_never_goes_to_a_plain_http_endpoint_from_any_source(
+    seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, engine: str, source: str
+) -> None:
+    bucket = seaweedfs.new_bucket()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    if source == "environment":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", seaweedfs.endpoint)  # http://
+        url = f"s3:{seaweedfs.access_key}:{seaweedfs.secret_key}@/{bucket}/e"
+    else:
+        (tmp_path / "config").write_text(f"[profile weed]\nendpoint_url = {seaweedfs.endpoint}\nregion = us-east-1\n")
+        (tmp_path / "credentials").write_text(
+            f"[weed]\naws_access_key_id = {seaweedfs.access_key}\naws_secret_access_key = {seaweedfs.secret_key}\n"
+        )
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+        url = f"s3:weed@/{bucket}/e"
+    keyed = S3Backend.from_url(url, sse_customer_key=SSE_KEY, engine=engine)
+    assert keyed.config.use_ssl  # nothing in the URL or the options says http...
+    for call in (keyed.create, keyed.open):
+        with pytest.raises(ConfigError, match="plain http"):  # ...but the endpoint boto3 resolved does
+            call()
+    # with the explicit opt-in both engines use that endpoint (obstore included) and encrypt
+    allowed = S3Backend.from_url(url, sse_customer_key=SSE_KEY, allow_insecure_sse_c=True, engine=engine)
+    allowed.create()
+    with allowed:
+        allowed.store("k", b"encrypted")
+        assert allowed.load("k") == b"encrypted"
+    with pytest.raises(Exception) as e:  # the server refuses a read without the key: it was encrypted
+        seaweedfs.client().get_object(Bucket=bucket, Key="e/k")
+    assert "encrypted" not in str(e.value)
 
 
 def test_moto_fixture_shape(moto_s3: MotoS3) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -143,3 +144,68 @@ def test_failed_multipart_upload_is_aborted(seaweedfs: SeaweedFS, engine: str) -
     raw = seaweedfs.client()
     assert raw.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     be.destroy()
+
+
+class FreezingReader(io.RawIOBase):
+    """Yields ``total`` bytes; freezes the server (SIGSTOP) once ``freeze_after`` bytes were read."""
+
+    def __init__(self, server: SeaweedFS, total: int, freeze_after: int) -> None:
+        self.server = server
+        self.left = total
+        self.read_so_far = 0
+        self.freeze_after = freeze_after
+        self.frozen_at: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.read_so_far >= self.freeze_after and self.frozen_at is None:
+            assert self.server.proc is not None
+            os.kill(self.server.proc.pid, signal.SIGSTOP)
+            self.frozen_at = time.monotonic()
+        n = min(len(buffer), self.left, MiB)
+        buffer[:n] = b"f" * n
+        self.left -= n
+        self.read_so_far += n
+        return n
+
+
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
+def test_store_file_against_a_frozen_server_ends_within_the_configured_bound(
+    private_seaweedfs: SeaweedFS, engine: str
+) -> None:
+    """The bound of docs/s3.md: max_attempts x (connect_timeout + read_timeout) plus backoff
+    (botocore: under 1 s before the second try); the failure path adds no timeout of its own."""
+    sw = private_seaweedfs
+    connect_timeout, read_timeout, attempts = 1.0, 3.0, 2
+    bound = attempts * (connect_timeout + read_timeout) + 1.0
+    url = sw.url(sw.new_bucket(), "frozen")
+    options: dict[str, Any] = dict(
+        engine=engine,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=attempts,
+        multipart_chunksize=5 * MiB,
+        workers=2,
+    )
+    be = S3Backend.from_url(url, **options)
+    be.create()
+    be.open()
+    reader = FreezingReader(sw, total=64 * MiB, freeze_after=12 * MiB)
+    assert sw.proc is not None
+    try:
+        with pytest.raises(BackendConnectionError):
+            be.store_file("partial", reader)  # type: ignore[arg-type]
+        assert reader.frozen_at is not None
+        elapsed = time.monotonic() - reader.frozen_at
+    finally:
+        os.kill(sw.proc.pid, signal.SIGCONT)
+    # 3 s of slack for a busy machine; the old failure path (one more try, then an abort listing
+    # with its own tries) took 18 s and more here
+    assert elapsed < bound + 3.0, f"store_file ended {elapsed:.1f}s after the freeze (bound {bound}s)"
+    be.close()
+    with S3Backend.from_url(url, engine=engine) as after:
+        assert not after.info("partial").exists
+        after.abort_stale_multipart(older_than=0)  # what the dead server kept (the abort runs in the background)
+        assert after.list_multipart_uploads() == []

@@ -1,9 +1,10 @@
 """A private PostgreSQL for the test session (RelStorage tests).
 
-``initdb`` + ``pg_ctl start`` in a temp dir, listening on 127.0.0.1 on a free port, with fsync off.
-PostgreSQL refuses to run as root, so as root the programs run as the ``postgres`` user (via
-``runuser``) in a directory owned by that user. Stopped by ``pg_ctl stop`` and, if that fails, by
-the postmaster's PID; the data directory is removed afterwards, also on failure.
+``initdb`` + ``pg_ctl start`` in a temp dir (in RAM, /dev/shm, when there is room), listening on
+127.0.0.1 on a free port, with fsync off. PostgreSQL refuses to run as root, so as root the
+programs run as the ``postgres`` user (via ``runuser``) in a directory owned by that user. Stopped
+at once (client connections terminated, then an immediate shutdown) and, if that fails, by the
+postmaster's PID; the data directory is removed afterwards, also on failure.
 """
 
 from __future__ import annotations
@@ -100,18 +101,45 @@ class PostgreSQL:
             self.pid = int(f.readline().strip())
 
     def stop(self) -> None:
+        """Stop at once: end every client connection, then an immediate shutdown (SIGQUIT to the
+        postmaster, as ``pg_ctl stop -m immediate``: no checkpoint).
+
+        The data directory is thrown away afterwards, so nothing needs to reach the disk; a fast
+        shutdown waited for clients and for its checkpoint (63 s at the end of a session).
+        """
         if self.pid is None:
             return
+        self._terminate_clients()
         try:
-            self._run(os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-m", "fast", "-w", "stop", timeout=60)
-        except (subprocess.SubprocessError, OSError):
+            os.kill(self.pid, signal.SIGQUIT)  # what pg_ctl stop -m immediate sends, without its polling
+        except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 5
         while time.monotonic() < deadline and _alive(self.pid):
-            time.sleep(0.1)
+            time.sleep(0.02)
         if _alive(self.pid):
             os.kill(self.pid, signal.SIGKILL)
         self.pid = None
+
+    def _terminate_clients(self) -> None:
+        """Close every other connection to the server (those leaked by tests included)."""
+        try:
+            import psycopg2
+
+            conn = psycopg2.connect(self.dsn(), connect_timeout=5)
+        except Exception:
+            return  # the server is not answering: the shutdown below does not need it to
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                )
+        except Exception:
+            pass
+        finally:
+            conn.close()
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"dbname={dbname} user={self.user} host={self.host} port={self.port}"
@@ -124,26 +152,49 @@ class PostgreSQL:
         conn = psycopg2.connect(self.dsn())
         try:
             conn.autocommit = True
+            # PostgreSQL 15 copies the template through the WAL by default: a file copy is faster
+            strategy = " STRATEGY FILE_COPY" if conn.server_version >= 150000 else ""
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {name}")
+                cur.execute(f"CREATE DATABASE {name}{strategy}")
         finally:
             conn.close()
         return name
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited postmaster not yet reaped by its adoptive parent is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _fast_dir() -> str | None:
+    """A RAM file system for the data directory when there is room (/dev/shm), else the temp dir.
+
+    Every test database is a copy of the template (some 8 MB): on disk under a loaded CI machine
+    that took 0.7-1 s per database and 21 s to delete a session's data directory, in RAM 0.05 s.
+    """
+    shm = "/dev/shm"
+    try:
+        if os.access(shm, os.W_OK | os.X_OK) and shutil.disk_usage(shm).free > 4 * 1024**3:
+            return shm
+    except OSError:
+        pass
+    return None
 
 
 @contextmanager
 def start_postgres() -> Iterator[PostgreSQL]:
-    workdir = tempfile.mkdtemp(prefix="unistore-pg-")
+    workdir = tempfile.mkdtemp(prefix="unistore-pg-", dir=_fast_dir())
     server = PostgreSQL(workdir)
     try:
         server.start()

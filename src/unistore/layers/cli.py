@@ -24,7 +24,7 @@ def cmd_reencrypt(args: argparse.Namespace) -> int:
     url = getattr(args, "url", None) or os.environ.get("UNISTORE_URL")
     if not url:
         raise ConfigError("no backend URL: pass --url or set UNISTORE_URL")
-    key_file = args.reencrypt_key_file or os.environ.get("UNISTORE_ENCRYPT_KEY_FILE")
+    key_file = getattr(args, "encrypt_key_file", None) or os.environ.get("UNISTORE_ENCRYPT_KEY_FILE")
     if not key_file:
         raise ConfigError("reencrypt needs the new key: --encrypt-key-file FILE")
     if not args.old_key_file:
@@ -54,6 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     """Add ``unistore reencrypt`` to the ``unistore`` command."""
     p = subparsers.add_parser("reencrypt", help="rewrite items under a new encryption key (resumable)")
     p.add_argument("prefix", nargs="?", default="", help="only items below this prefix")
-    p.add_argument("--encrypt-key-file", dest="reencrypt_key_file", help="the new key ($UNISTORE_ENCRYPT_KEY_FILE)")
+    # the new key is the global --encrypt-key-file ($UNISTORE_ENCRYPT_KEY_FILE)
     p.add_argument("--old-key-file", action="append", default=[], help="a key items may still be under (repeatable)")
     p.set_defaults(func=cmd_reencrypt)

@@ -24,71 +24,33 @@ connection only asks for ``(oid, tid)`` pairs it loaded from the base.
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import zope.interface
 from ZODB.blob import BlobFile, copyTransactionsFromTo, rename_or_copy_blob
 from ZODB.interfaces import IBlobStorage, IBlobStorageRestoreable, IStorageRestoreable
 from ZODB.POSException import POSKeyError, StorageTransactionError
-from ZODB.utils import load_current, p64, u64
 
 from ...backends.base import Backend
-from ...errors import BackendDoesNotExist, ConfigError, ObjectNotFound
-from .cache import DEFAULT_CACHE_SIZE, BlobCache, Key
+from ...errors import ConfigError, ObjectNotFound
+from .backends import close_all, open_owned
+from .cache import DEFAULT_CACHE_SIZE, BlobCache
+from .layout import BLOB_ROOT, blob_key, blob_name, oid_hex, parse_blob_name
+from .packing import GCResult, OrphanCollector
+from .tempfiles import OwnedTempDir
+
+__all__ = ["BLOB_ROOT", "GCResult", "S3BlobStorage", "blob_name", "parse_blob_name"]
 
 log = logging.getLogger("unistore.adapters.zodb.blobstorage")
 
-BLOB_ROOT = "blobs"
-DELETE_BATCH = 1000
 FETCH_CHUNK = 8 * 1024 * 1024
-
-
-def oid_hex(oid: bytes) -> str:
-    """zodb-s3blobs' spelling of an oid or tid: lowercase hex without leading zeros ("0" for zero)."""
-    return format(u64(oid), "x")
-
-
-def blob_key(oid: bytes, tid: bytes) -> Key:
-    return oid_hex(oid), oid_hex(tid)
-
-
-def blob_name(oid: bytes, tid: bytes) -> str:
-    """The backend name of one blob revision: ``blobs/{oid_hex}/{tid_hex}.blob``."""
-    return f"{BLOB_ROOT}/{oid_hex(oid)}/{oid_hex(tid)}.blob"
-
-
-def parse_blob_name(name: str) -> tuple[bytes, bytes] | None:
-    """``(oid, tid)`` of a name relative to ``blobs/`` (``"{oid_hex}/{tid_hex}.blob"``), else None."""
-    oid_part, sep, file_part = name.partition("/")
-    if not sep or "/" in file_part or not file_part.endswith(".blob"):
-        return None
-    try:
-        return p64(int(oid_part, 16)), p64(int(file_part[:-5], 16))
-    except ValueError:
-        return None
-
-
-@dataclass
-class GCResult:
-    """What one orphan collection found and did."""
-
-    examined: int = 0
-    kept: int = 0
-    deleted: int = 0
-    deleted_bytes: int = 0
-    skipped_in_flight: int = 0
-    dry_run: bool = False
-    seconds: float = 0.0
-    deleted_names: list[str] = field(default_factory=list)
 
 
 class _Shared:
@@ -97,28 +59,37 @@ class _Shared:
     def __init__(
         self,
         backend: Backend,
+        download_backend: Backend,
         cache: BlobCache,
-        staging_dir: str,
+        staging: OwnedTempDir,
         upload_workers: int,
-        owns_backend: bool,
+        owned: list[Backend],
     ):
         self.backend = backend
+        self.download_backend = download_backend
         self.cache = cache
-        self.staging_dir = staging_dir
-        self.owns_backend = owns_backend
+        self.staging = staging
+        self.staging_dir = staging.directory
+        self.owned = owned  # backends closed with the storage
+        self.upload_workers = upload_workers
         self.executor = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="unistore-zodb")
         self.lock = threading.Lock()
         self.in_flight: set[str] = set()  # backend names of revisions not yet committed or aborted
-        self.pack_lock = threading.Lock()
+        self.collector = OrphanCollector(backend, cache, self.in_flight_now)
         self.closed = False
+
+    def in_flight_now(self) -> set[str]:
+        with self.lock:
+            return set(self.in_flight)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.executor.shutdown(wait=True)
-        if self.owns_backend:
-            self.backend.close()
+        self.staging.close()
+        self.cache.close()
+        close_all(self.owned)
 
 
 class _Txn:
@@ -148,11 +119,19 @@ class S3BlobStorage:
     """Wrap ``base_storage`` so that its blobs live in a unistore backend.
 
     ``backend`` is a :class:`~unistore.backends.base.Backend` (opened here if it is not open yet)
-    or a backend URL such as ``s3:key:secret@https://host/bucket/prefix``. ``cache_dir`` holds the
-    local read cache (at most ``cache_size`` bytes); ``staging_dir`` (default ``cache_dir/tmp``) is
-    where blobs wait between ``storeBlob`` and the end of the transaction, and is the storage's
-    ``temporaryDirectory()``: keep it on the same file system as the ZODB client's temp files.
-    ``close()`` closes the backend when it was given as a URL (or ``owns_backend`` is true).
+    or a backend URL such as ``s3:key:secret@https://host/bucket/prefix``. A backend that does not
+    exist (a missing bucket or directory) is an error (:class:`~unistore.errors.BackendDoesNotExist`)
+    unless ``create`` is true. ``download_backend`` (optional) is a second backend on the same
+    objects, used for the reads that fill the cache, e.g. an S3 client with short timeouts
+    (zodb-s3blobs' download client); by default reads use ``backend``.
+
+    ``cache_dir`` holds the local read cache (at most ``cache_size`` bytes); ``staging_dir``
+    (default ``cache_dir/tmp``) is where blobs wait between ``storeBlob`` and the end of the
+    transaction, and is the storage's ``temporaryDirectory()``: keep it on the same file system as
+    the ZODB client's temp files. Both may be shared by several processes; at open, staged blobs and
+    partial downloads left by processes that ended are removed, those of live processes are not.
+    ``upload_workers`` uploads run at once per storage. ``close()`` closes the backends given as
+    URLs (or all of them when ``owns_backend`` is true).
     """
 
     def __init__(
@@ -164,18 +143,23 @@ class S3BlobStorage:
         cache_size: int = DEFAULT_CACHE_SIZE,
         staging_dir: str | None = None,
         upload_workers: int = 8,
+        create: bool = False,
+        download_backend: Backend | str | None = None,
         owns_backend: bool | None = None,
         _shared: _Shared | None = None,
     ):
         if _shared is None:
-            if IBlobStorage.providedBy(base_storage) and not _raises(base_storage.temporaryDirectory):
-                raise ConfigError("the base storage stores blobs itself: configure it without blob-dir")
-            owns = isinstance(backend, str) if owns_backend is None else owns_backend
-            be = _open_backend(backend)
-            cache_dir = os.path.abspath(cache_dir)
-            staging = os.path.abspath(staging_dir or os.path.join(cache_dir, "tmp"))
-            os.makedirs(staging, exist_ok=True)
-            _shared = _Shared(be, BlobCache(cache_dir, cache_size), staging, upload_workers, owns)
+            _shared = _open_shared(
+                base_storage,
+                backend,
+                download_backend,
+                cache_dir,
+                cache_size=cache_size,
+                staging_dir=staging_dir,
+                upload_workers=upload_workers,
+                create=create,
+                owns_backend=owns_backend,
+            )
             self._is_root = True
         else:
             self._is_root = False
@@ -214,6 +198,15 @@ class S3BlobStorage:
         return self._shared.backend
 
     @property
+    def download_backend(self) -> Backend:
+        """The backend the cache is filled from (``backend`` unless a download backend was given)."""
+        return self._shared.download_backend
+
+    @property
+    def upload_workers(self) -> int:
+        return self._shared.upload_workers
+
+    @property
     def cache(self) -> BlobCache:
         return self._shared.cache
 
@@ -250,7 +243,7 @@ class S3BlobStorage:
     # ------------------------------------------------------------------ reading
     def _fetcher(self, oid: bytes, serial: bytes) -> Callable[[IO[bytes]], None]:
         name = blob_name(oid, serial)
-        backend = self._shared.backend
+        backend = self._shared.download_backend
 
         def fetch(file: IO[bytes]) -> None:
             # ranged loads: a blob smaller than FETCH_CHUNK costs exactly one GET (no HEAD first),
@@ -329,7 +322,7 @@ class S3BlobStorage:
 
     def _stage(self, oid: bytes, tid: bytes | None, blobfilename: str, transaction: Any) -> None:
         txn = self._current(transaction)
-        staged = os.path.join(self._shared.staging_dir, f"{oid_hex(oid)}-{uuid.uuid4().hex}.staged")
+        staged = self._shared.staging.path(f"{oid_hex(oid)}-{uuid.uuid4().hex}", ".staged")
         rename_or_copy_blob(blobfilename, staged, chmod=False)
         with txn.lock:
             txn.staged.append((oid, tid, staged))
@@ -523,93 +516,14 @@ class S3BlobStorage:
         self.collect_garbage()
         return result
 
-    def _iter_blobs(self) -> Iterator[tuple[str, bytes, bytes, int]]:
-        try:
-            for item in self._shared.backend.list_recursive(BLOB_ROOT):
-                parsed = parse_blob_name(item.name)
-                if parsed is not None:
-                    yield f"{BLOB_ROOT}/{item.name}", parsed[0], parsed[1], item.size
-        except ObjectNotFound:
-            return
-
     def collect_garbage(self, *, dry_run: bool = False, progress: Callable[[int], Any] | None = None) -> GCResult:
         """Delete blob revisions the base storage no longer references (after its pack).
 
-        Streams the backend listing (never holding it all), deletes in batches, and keeps every
-        revision newer than the last committed transaction or still in flight here. With an undoing
-        base a revision stays while ``loadSerial`` finds it; otherwise only the current revision of
-        each live object stays.
+        Keeps every revision newer than the last committed transaction or still in flight here;
+        with an undoing base a revision stays while ``loadSerial`` finds it, otherwise only the
+        current revision of each live object stays. See :class:`~.packing.OrphanCollector`.
         """
-        if not self._shared.pack_lock.acquire(blocking=False):
-            raise StorageTransactionError("an orphan collection is already running")
-        t0 = time.perf_counter()
-        res = GCResult(dry_run=dry_run)
-        try:
-            last = u64(self._base.lastTransaction())
-            batch: list[str] = []
-            for oid, group in itertools.groupby(self._iter_blobs(), key=lambda entry: entry[1]):
-                revisions = list(group)
-                doomed = self._doomed(oid, revisions, last, res)
-                for name, _oid, tid, size in revisions:
-                    if name in doomed:
-                        res.deleted += 1
-                        res.deleted_bytes += size
-                        if len(res.deleted_names) < 10000:
-                            res.deleted_names.append(name)
-                        if not dry_run:
-                            batch.append(name)
-                            self._shared.cache.discard(blob_key(oid, tid))
-                    else:
-                        res.kept += 1
-                if progress is not None:
-                    progress(len(revisions))
-                if len(batch) >= DELETE_BATCH:
-                    self._shared.backend.delete_many(batch, missing_ok=True)
-                    batch = []
-            if batch:
-                self._shared.backend.delete_many(batch, missing_ok=True)
-        finally:
-            self._shared.pack_lock.release()
-        res.seconds = time.perf_counter() - t0
-        log.debug(
-            "gc: examined %d, deleted %d (%d bytes), kept %d%s in %.3f s",
-            res.examined,
-            res.deleted,
-            res.deleted_bytes,
-            res.kept,
-            " (dry run)" if dry_run else "",
-            res.seconds,
-        )
-        return res
-
-    def _doomed(self, oid: bytes, revisions: list[tuple[str, bytes, bytes, int]], last: int, res: GCResult) -> set[str]:
-        with self._shared.lock:
-            in_flight = set(self._shared.in_flight)
-        candidates = []
-        for name, _oid, tid, _size in revisions:
-            res.examined += 1
-            if u64(tid) > last or name in in_flight:
-                res.skipped_in_flight += 1
-                continue
-            candidates.append((name, tid))
-        if not candidates:
-            return set()
-        doomed: set[str] = set()
-        if self._supports_undo:
-            for name, tid in candidates:
-                try:
-                    self._base.loadSerial(oid, tid)
-                except (POSKeyError, KeyError):
-                    doomed.add(name)
-        else:
-            try:
-                current = load_current(self._base, oid)[1]
-            except (POSKeyError, KeyError):
-                current = None
-            for name, tid in candidates:
-                if tid != current:
-                    doomed.add(name)
-        return doomed
+        return self._shared.collector.collect(self._base, self._supports_undo, dry_run=dry_run, progress=progress)
 
 
 def _raises(func: Callable[[], Any]) -> bool:
@@ -620,16 +534,35 @@ def _raises(func: Callable[[], Any]) -> bool:
     return False
 
 
-def _open_backend(backend: Backend | str) -> Backend:
-    """Open a backend given as object or URL, creating the storage when it does not exist yet."""
-    if isinstance(backend, str):
-        from ...url import open_backend
-
-        backend = open_backend(backend)
-    if not backend.opened:
+def _open_shared(
+    base_storage: Any,
+    backend: Backend | str,
+    download_backend: Backend | str | None,
+    cache_dir: str,
+    *,
+    cache_size: int,
+    staging_dir: str | None,
+    upload_workers: int,
+    create: bool,
+    owns_backend: bool | None,
+) -> _Shared:
+    if IBlobStorage.providedBy(base_storage) and not _raises(base_storage.temporaryDirectory):
+        raise ConfigError("the base storage stores blobs itself: configure it without blob-dir")
+    if isinstance(upload_workers, bool) or not isinstance(upload_workers, int) or upload_workers < 1:
+        raise ConfigError(f"upload-workers must be a whole number >= 1, not {upload_workers!r}")
+    owned: list[Backend] = []
+    try:
+        be = open_owned(backend, create, owned, owns_backend)
+        dl = be if download_backend is None else open_owned(download_backend, False, owned, owns_backend)
+        cache_dir = os.path.abspath(cache_dir)
+        staging = OwnedTempDir(staging_dir or os.path.join(cache_dir, "tmp"), (".staged",))
+        staging.sweep()  # staged blobs of processes that ended (a crash between storeBlob and finish)
         try:
-            backend.open()
-        except BackendDoesNotExist:
-            backend.create()
-            backend.open()
-    return backend
+            cache = BlobCache(cache_dir, cache_size)
+        except BaseException:
+            staging.close()
+            raise
+    except BaseException:
+        close_all(owned)
+        raise
+    return _Shared(be, dl, cache, staging, upload_workers, owned)

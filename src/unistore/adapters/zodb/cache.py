@@ -5,7 +5,9 @@ change once committed, so a cache entry is either absent or complete and correct
 
 * fills are atomic: the bytes go to a unique temporary file in ``{directory}/incoming`` and are then
   renamed into place, so no reader ever sees a partial file, and two threads or processes filling
-  the same revision at once both install identical bytes;
+  the same revision at once both install identical bytes; partial files of a process that ended
+  are removed when the next cache opens, those of live processes never
+  (:class:`~unistore.adapters.zodb.tempfiles.OwnedTempDir`);
 * in one process, concurrent cold reads of one revision share a single download (one GET);
 * committed files are read-only (readable as their directory is, like ZODB's own blob files);
 * the cache is a size-accounted LRU: every process accounts the entries it knows about and, when
@@ -21,7 +23,6 @@ import fcntl
 import logging
 import os
 import stat
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -29,10 +30,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import IO, Any, TypeVar
 
+from .layout import Key
+from .tempfiles import OwnedTempDir
+
 log = logging.getLogger("unistore.adapters.zodb.cache")
 
 T = TypeVar("T")
-Key = tuple[str, str]  # (oid_hex, tid_hex)
 
 DEFAULT_CACHE_SIZE = 1024**3
 READ_PERMS = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -48,7 +51,7 @@ class BlobCache:
         self.blob_dir = os.path.join(self.directory, "blobs")
         self.incoming = os.path.join(self.directory, "incoming")
         os.makedirs(self.blob_dir, exist_ok=True)
-        os.makedirs(self.incoming, exist_ok=True)
+        self._incoming = OwnedTempDir(self.incoming, (".part",))
         self._lockfile = os.path.join(self.directory, ".lock")
         self._lock = threading.RLock()
         # key -> [size, last_access]; order = LRU (oldest first)
@@ -56,6 +59,10 @@ class BlobCache:
         self._total = 0
         self._fetching: dict[Key, Future[str]] = {}
         self._scan()
+
+    def close(self) -> None:
+        """Release this cache's claim on its partial downloads (none are left once reads returned)."""
+        self._incoming.close()
 
     # ------------------------------------------------------------------ paths
     def path(self, key: Key) -> str:
@@ -88,10 +95,7 @@ class BlobCache:
             for _atime, key, size in found:
                 self._entries[key] = [size, 0.0]
                 self._total += size
-        # files left in incoming/ by a crashed process are garbage
-        for f in os.scandir(self.incoming):
-            if f.name.endswith(".part") and time.time() - f.stat().st_mtime > 3600:
-                _unlink(f.path)
+        self._incoming.sweep()  # partial downloads of processes that ended (live ones are kept)
 
     # ------------------------------------------------------------------ reading
     def get(self, key: Key, fetch: Callable[[IO[bytes]], Any]) -> str:
@@ -159,7 +163,7 @@ class BlobCache:
 
     def _download(self, key: Key, fetch: Callable[[IO[bytes]], Any]) -> str:
         t0 = time.perf_counter()
-        fd, tmp = tempfile.mkstemp(prefix=f"{key[0]}-{key[1]}-", suffix=".part", dir=self.incoming)
+        fd, tmp = self._incoming.mkstemp(f"{key[0]}-{key[1]}-", ".part")
         try:
             with os.fdopen(fd, "wb") as f:
                 fetch(f)

@@ -4,7 +4,8 @@
 from a ZODB blob directory (``--from-blob-dir``, bushy or lawn layout) or from another backend
 holding the same layout (``--from-url``, e.g. another bucket/prefix used by zodb-s3blobs). It is
 resumable (revisions already present with the right size are skipped), verifies each copy's size
-after the upload, shows a progress bar and prints a summary (``--json`` for scripts).
+after the upload, shows a progress bar and prints a summary (``--json`` for scripts). A missing
+destination is an error unless ``--create`` is given.
 
 ``gc`` opens the storage of a ZODB config file (``--config``, a file with an ``<s3blobstorage>``
 section, or a ``<zodb>`` section around one) and runs the orphan collection on its own; with
@@ -18,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -29,7 +31,7 @@ from typing import Any
 
 from ...backends.base import Backend
 from ...errors import ConfigError, ObjectNotFound
-from .blobstorage import BLOB_ROOT, blob_name, parse_blob_name
+from .layout import BLOB_ROOT, blob_name, parse_blob_name
 
 log = logging.getLogger("unistore.adapters.zodb.cli")
 
@@ -164,10 +166,10 @@ def migrate(
     return summary
 
 
-def _open(backend: Backend) -> Backend:
-    from .blobstorage import _open_backend
+def _open(backend: Backend, create: bool) -> Backend:
+    from .backends import open_owned
 
-    return _open_backend(backend)
+    return open_owned(backend, create, [], None)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -178,7 +180,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise ConfigError("no destination: pass --url (or set UNISTORE_URL)")
     if bool(args.from_blob_dir) == bool(args.from_url):
         raise ConfigError("give exactly one of --from-blob-dir and --from-url")
-    dest = _open(open_backend(url))
+    dest = _open(open_backend(url), args.create)
     source: Backend | None = None
     try:
         if args.from_blob_dir:
@@ -220,11 +222,9 @@ def _storage_from_config(path: str) -> Any:
 
     with open(path) as f:
         text = f.read()
-    try:
-        return ZODB.config.storageFromString(text)
-    except Exception:
-        db = ZODB.config.databaseFromString(text)
-        return db.storage
+    if re.search(r"^\s*<zodb(\s|>)", text, re.MULTILINE):  # a database section around the storage
+        return ZODB.config.databaseFromString(text).storage
+    return ZODB.config.storageFromString(text)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -277,6 +277,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     src.add_argument("--from-url", metavar="URL", help="a backend URL holding blobs/{oid}/{tid}.blob (zodb-s3blobs)")
     m.add_argument("--workers", type=int, default=8, help="concurrent uploads (default 8)")
+    m.add_argument("--create", action="store_true", help="create the destination (bucket) if it does not exist")
     m.set_defaults(func=cmd_migrate)
     g = sub.add_parser("gc", help="delete blob revisions the ZODB no longer references", parents=[_common()])
     g.add_argument("--config", required=True, metavar="FILE", help="ZODB config file with an <s3blobstorage>")
