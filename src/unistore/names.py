@@ -3,8 +3,9 @@
 Two sets of rules apply:
 
 * backend names (:func:`check_name`): relative ``/``-separated paths, case-sensitive, without empty,
-  ``.`` or ``..`` segments, backslashes or NUL. Every backend checks these, so no name can address
-  anything outside the backend's root.
+  ``.`` or ``..`` segments, backslashes or NUL, and no segment ending in ``.tmp`` or ``.hid`` (the
+  names backends use for temp and hidden files, and hide from listings). Every backend checks these,
+  so no name can address anything outside the backend's root or a backend's own files.
 * store keys (:func:`check_key`): borgstore's stricter rules on top (ASCII, lowercase, no blanks,
   at most 100 characters, no ``.tmp``/``.hid`` suffix).
 """
@@ -18,6 +19,7 @@ TMP_SUFFIX = ".tmp"
 DEL_SUFFIX = ".del"
 HID_SUFFIX = ".hid"
 ROOTNS = ""
+_HIDDEN = (TMP_SUFFIX, HID_SUFFIX)
 
 
 def check_name(name: object, *, allow_root: bool = False) -> str:
@@ -36,6 +38,10 @@ def check_name(name: object, *, allow_root: bool = False) -> str:
     for segment in name.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidName(f"name must be a relative path without empty, '.' or '..' segments: {name!r}")
+        if segment.endswith(_HIDDEN):
+            raise InvalidName(
+                f"no name segment may end with {TMP_SUFFIX} or {HID_SUFFIX} (backends hide those): {name!r}"
+            )
     return name
 
 

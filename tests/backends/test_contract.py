@@ -1,4 +1,12 @@
-"""The backend contract: every backend in CONTRACT_BACKENDS (tests/conftest.py) must pass all of it."""
+"""The backend contract: every backend in CONTRACT_BACKENDS (tests/conftest.py) must pass all of it,
+alone and under the stacked transparent layers ``StatsLayer(RetryLayer(EmulateLayer(x)))``.
+
+The error cases follow the error contract of docs/usage.md, with memory as the reference: a write
+onto a name the other kind holds (a directory where an item would go, an item where a directory
+would be needed) is NameConflict; a lookup of an item that is a directory (or below an item) is
+ObjectNotFound; ``.tmp``/``.hid`` names are InvalidName; ranges are clipped like file reads.
+Capabilities are in test_contract_capabilities.py.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +14,57 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from unistore.backends.base import CAPABILITIES, Backend, ItemInfo
+from tests.conftest import CONTRACT_BACKENDS
+from unistore.backends.base import Backend, ItemInfo
+from unistore.backends.posixfs import PosixFS
 from unistore.errors import (
     BackendMustBeOpen,
-    CapabilityNotSupported,
     DirectoryNotEmpty,
     InvalidName,
+    NameConflict,
     ObjectNotFound,
+    ReadRangeError,
 )
+from unistore.layers.emulate import EmulateLayer
+from unistore.layers.retry import RetryLayer
+from unistore.layers.stats import StatsLayer
+
+#: backends whose store may show a reader a short gap (ObjectNotFound) while an item is replaced:
+#: the server has no atomic rename onto an existing file, so the old file is removed first
+NON_ATOMIC_STORE: frozenset[str] = frozenset({"sftp_rclone"})
+
+_PARAMS = [(kind, stacked) for kind in [*CONTRACT_BACKENDS, "posixfs_walk"] for stacked in (False, True)]
+
+
+@pytest.fixture
+def backend_posixfs_walk(tmp_path: Path) -> Iterator[Backend]:
+    """posixfs resolving names segment by segment (its path where Linux lacks openat2)."""
+    be = PosixFS(tmp_path / "store-walk", openat2=False)
+    be.create()
+    with be:
+        yield be
+    be.destroy()
+
+
+@pytest.fixture(params=_PARAMS, ids=[f"{k}-stacked" if s else k for k, s in _PARAMS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each contract backend (conftest's ``backend_<kind>`` fixtures) bare and under stacked layers."""
+    kind, stacked = request.param
+    inner: Backend = request.getfixturevalue(f"backend_{kind}")
+    if not stacked:
+        return inner
+    return StatsLayer(RetryLayer(EmulateLayer(inner), base_delay=0.01))
+
+
+@pytest.fixture
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return request.node.callspec.params["backend"][0]  # type: ignore[no-any-return]
 
 
 def names(items: list[ItemInfo]) -> list[str]:
@@ -264,20 +311,26 @@ def test_many_threads(backend: Backend) -> None:
         assert len(list(backend.list(f"mt/{t}"))) == per_thread // 2
 
 
-def test_concurrent_overwrites_are_atomic(backend: Backend) -> None:
+def test_concurrent_overwrites_are_atomic(backend: Backend, backend_kind: str) -> None:
     values = [bytes([i]) * 100_000 for i in range(4)]
     stop = threading.Event()
     bad: list[bytes] = []
+    reads = 0
 
     def reader() -> None:
+        nonlocal reads
         while not stop.is_set():
             try:
                 v = backend.load("atomic")
             except ObjectNotFound:
-                continue  # a server without an atomic rename may show a gap, but only as ObjectNotFound
+                if backend_kind in NON_ATOMIC_STORE:
+                    continue  # documented: this server shows a gap, but only as ObjectNotFound
+                bad.append(b"ObjectNotFound while the item was being replaced")
+                return
             except BaseException as e:  # noqa: BLE001 - any other error fails the test
                 bad.append(repr(e).encode())
                 return
+            reads += 1
             if v not in values:
                 bad.append(v[:10])
 
@@ -291,21 +344,7 @@ def test_concurrent_overwrites_are_atomic(backend: Backend) -> None:
         stop.set()
         t.join()
     assert bad == []
-
-
-def test_capabilities_are_explicit(backend: Backend) -> None:
-    assert backend.capabilities <= CAPABILITIES
-    for cap in CAPABILITIES - backend.capabilities:
-        assert not backend.supports(cap)
-        with pytest.raises(CapabilityNotSupported) as e:
-            backend.require(cap)
-        assert cap in str(e.value) and type(backend).__name__ in str(e.value)
-    if "presign" not in backend.capabilities:
-        with pytest.raises(CapabilityNotSupported):
-            backend.presign("x")
-    if "tags" not in backend.capabilities:
-        with pytest.raises(CapabilityNotSupported):
-            backend.get_tags("x")
+    assert reads > 0
 
 
 def test_closed_backend_refuses(backend: Backend) -> None:
@@ -317,3 +356,118 @@ def test_closed_backend_refuses(backend: Backend) -> None:
         backend.open()
     backend.store("x", b"1")
     assert backend.load("x") == b"1"
+
+
+# ------------------------------------------------------------------- the error contract
+def test_store_onto_a_directory_is_a_name_conflict(backend: Backend) -> None:
+    backend.store("dir/x", b"1")
+    with pytest.raises(NameConflict):
+        backend.store("dir", b"v")
+    with pytest.raises(NameConflict):
+        backend.store_file("dir", io.BytesIO(b"v"))
+    assert backend.info("dir").directory and backend.load("dir/x") == b"1"
+
+
+def test_move_onto_a_directory_is_a_name_conflict(backend: Backend) -> None:
+    backend.store("dir/x", b"1")
+    backend.store("item", b"abc")
+    with pytest.raises(NameConflict):
+        backend.move("item", "dir")
+    assert backend.load("item") == b"abc"
+    assert backend.info("dir").directory and backend.load("dir/x") == b"1"
+    assert [i.name for i in backend.list("dir")] == ["x"]
+
+
+def test_below_an_item_is_a_name_conflict_for_writes(backend: Backend) -> None:
+    backend.store("item", b"abc")
+    backend.store("other", b"o")
+    with pytest.raises(NameConflict):
+        backend.store("item/child", b"x")
+    with pytest.raises(NameConflict):
+        backend.move("other", "item/child")
+    assert backend.load("item") == b"abc" and backend.load("other") == b"o"
+    assert backend.info("item/child").exists is False  # a lookup: not there
+    with pytest.raises(ObjectNotFound):
+        backend.load("item/child")
+    with pytest.raises(ObjectNotFound):
+        list(backend.list("item"))
+
+
+def test_reading_a_directory_is_not_found(backend: Backend) -> None:
+    backend.store("dir/x", b"1")
+    with pytest.raises(ObjectNotFound):
+        backend.load("dir")
+    with pytest.raises(ObjectNotFound):
+        backend.load_file("dir", io.BytesIO())
+    with pytest.raises(ObjectNotFound):
+        backend.hash("dir")
+    with pytest.raises(ObjectNotFound):
+        backend.stat("dir")
+
+
+def test_delete_of_a_directory_and_rmdir_of_an_item_are_not_found(backend: Backend) -> None:
+    backend.store("dir/x", b"1")
+    backend.mkdir("empty")
+    backend.store("item", b"abc")
+    with pytest.raises(ObjectNotFound):
+        backend.delete("dir")
+    with pytest.raises(ObjectNotFound):
+        backend.delete("empty")
+    with pytest.raises(ObjectNotFound):
+        backend.rmdir("item")
+    with pytest.raises(DirectoryNotEmpty):
+        backend.rmdir("dir")
+    assert backend.load("dir/x") == b"1" and backend.load("item") == b"abc"
+    assert backend.info("empty").directory
+
+
+def test_move_onto_itself(backend: Backend) -> None:
+    with pytest.raises(ObjectNotFound):
+        backend.move("missing", "missing")
+    assert backend.info("missing").exists is False
+    backend.store("same", b"value")
+    backend.move("same", "same")
+    assert backend.load("same") == b"value"
+
+
+def test_list_recursive_is_in_lexicographic_order_of_full_names(backend: Backend) -> None:
+    names_ = ["b/x", "b-c", "b.d/q", "a", "b0", "b/a/z"]
+    for n in names_:
+        backend.store(f"lr/{n}", n.encode())
+    assert [i.name for i in backend.list_recursive("lr")] == sorted(names_)
+
+
+@pytest.mark.parametrize(
+    "offset,size,expected",
+    [(0, 2**64, b"0123456789"), (2**63, None, b""), (2**63, 5, b""), (2**64, 2**64, b""), (4, 2**63, b"456789")],
+)
+def test_huge_ranges_are_clipped(backend: Backend, offset: int, size: int | None, expected: bytes) -> None:
+    backend.store("r", b"0123456789")
+    assert backend.load("r", offset=offset, size=size) == expected
+    out = io.BytesIO()
+    assert backend.load_file("r", out, offset=offset, size=size) == len(expected)
+    assert out.getvalue() == expected
+
+
+@pytest.mark.parametrize("offset,size", [(-11, None), (-(2**63), 1), (0, -1)])
+def test_impossible_ranges_raise(backend: Backend, offset: int, size: int | None) -> None:
+    backend.store("r", b"0123456789")
+    with pytest.raises(ReadRangeError):
+        backend.load("r", offset=offset, size=size)
+
+
+@pytest.mark.parametrize("bad", ["x.tmp", "quota.hid", "ns/x.hid", "a.tmp/b", "ns/b.hid/c"])
+def test_hidden_names_are_refused(backend: Backend, bad: str) -> None:
+    backend.store("ns/ok", b"1")
+    calls = [
+        lambda: backend.store(bad, b"x"),
+        lambda: backend.load(bad),
+        lambda: backend.info(bad),
+        lambda: backend.delete(bad),
+        lambda: backend.move("ns/ok", bad),
+        lambda: backend.mkdir(bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidName):
+            call()
+    assert backend.load("ns/ok") == b"1"

@@ -1,7 +1,8 @@
 """``memory://``: a process-local backend, for tests and caches.
 
 Directories are explicit (like a filesystem), so the backend behaves like posixfs: storing an item
-creates its parent directories; listing a missing directory raises ObjectNotFound.
+creates its parent directories; listing a missing directory raises ObjectNotFound; an item and a
+directory never share a name. memory is the reference of the error contract (docs/usage.md).
 Named stores (``memory://name``) are shared by every backend opened with the same name in this
 process; ``memory://`` alone is private to the instance.
 """
@@ -18,6 +19,7 @@ from ..errors import (
     BackendDoesNotExist,
     BackendMustNotBeOpen,
     DirectoryNotEmpty,
+    NameConflict,
     ObjectNotFound,
 )
 from ..names import is_listable
@@ -96,19 +98,26 @@ class MemoryBackend(Backend):
             raise BackendDoesNotExist(f"memory store {self.space_name!r} was destroyed")
         return space
 
-    def _add_dirs(self, space: _Space, name: str) -> None:
+    @staticmethod
+    def _add_dirs(space: _Space, name: str) -> None:
+        """Create directory ``name`` and its parents; NameConflict if an item stands in the way.
+
+        Call with the space's lock held.
+        """
+        if not name or name in space.dirs:
+            return
         parts = name.split("/")
-        for i in range(1, len(parts) + 1):
-            space.dirs.add("/".join(parts[:i]))
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        for prefix in prefixes:
+            if prefix in space.items:
+                raise NameConflict(f"{prefix!r} is an item, not a directory")
+        space.dirs.update(prefixes)
 
     def mkdir(self, name: str) -> None:
         name = self._name(name, allow_root=True)
         space = self.space
         with space.lock:
-            if name in space.items:
-                raise ObjectNotFound(f"{name} is an item, not a directory")
-            if name:
-                self._add_dirs(space, name)
+            self._add_dirs(space, name)
 
     def rmdir(self, name: str) -> None:
         name = self._name(name)
@@ -150,12 +159,8 @@ class MemoryBackend(Backend):
         space = self.space
         with space.lock:
             if name in space.dirs:
-                raise ObjectNotFound(f"{name} is a directory")
-            parent = name.rpartition("/")[0]
-            if parent in space.items:
-                raise ObjectNotFound(f"{parent} is an item, not a directory")
-            if parent:
-                self._add_dirs(space, parent)
+                raise NameConflict(f"{name!r} is a directory, not an item")
+            self._add_dirs(space, name.rpartition("/")[0])
             space.items[name] = (data, time.time())
 
     def delete(self, name: str) -> None:
@@ -173,9 +178,9 @@ class MemoryBackend(Backend):
             entry = space.items.get(curr_name)
             if entry is None:
                 raise ObjectNotFound(curr_name)
-            parent = new_name.rpartition("/")[0]
-            if parent:
-                self._add_dirs(space, parent)
+            if new_name in space.dirs:
+                raise NameConflict(f"{new_name!r} is a directory, not an item")
+            self._add_dirs(space, new_name.rpartition("/")[0])
             del space.items[curr_name]
             space.items[new_name] = entry
 
