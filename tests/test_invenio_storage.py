@@ -165,7 +165,7 @@ def test_update_small_parts_on_local(site: Site) -> None:
     assert content(s)[:6] == b"abcdef"
     assert s.checksum() == md5(b"abcdef" + bytes(94))
     s.delete()
-    assert not os.path.exists(s.backend.base_path + "/" + s.name.rpartition("/")[0])  # type: ignore[attr-defined]
+    assert not os.path.exists(os.path.join(s.backend.base_path, s.name.rpartition("/")[0]))  # type: ignore[attr-defined]
 
 
 def test_update_parts_on_s3_are_multipart_parts(site: Site) -> None:

@@ -37,7 +37,7 @@ from unistore.layers.stats import StatsLayer
 
 #: backends whose store may show a reader a short gap (ObjectNotFound) while an item is replaced:
 #: the server has no atomic rename onto an existing file, so the old file is removed first
-NON_ATOMIC_STORE: frozenset[str] = frozenset({"sftp_rclone"})
+NON_ATOMIC_STORE: frozenset[str] = frozenset({"sftp_rclone", "rclone_local"})
 
 _PARAMS = [(kind, stacked) for kind in [*CONTRACT_BACKENDS, "posixfs_walk"] for stacked in (False, True)]
 

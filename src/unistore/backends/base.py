@@ -177,7 +177,8 @@ class Backend(CapabilityMethods, ABC):
         The default recursion lists each directory; backends with flat namespaces (S3) override it
         with one paginated prefix listing.
         """
-        for item in self.list(name):
+        # sorted by full name: a directory "b" sorts as "b/", after an item "b-c" ("-" < "/")
+        for item in sorted(self.list(name), key=lambda i: i.name + "/" if i.directory else i.name):
             if item.directory:
                 for sub in self.list_recursive(join(name, item.name)):
                     yield sub._replace(name=f"{item.name}/{sub.name}")

@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from ..backends.base import Backend
-from ..errors import InvalidName, ObjectNotFound, UnistoreError
+from ..errors import InvalidName, ObjectNotFound, ReadRangeError, UnistoreError
 from ..names import check_name
 from .protocol import ERROR_HEADER, HASH_HEADER, MEDIA_TYPE, parse_range, status_for
 
@@ -251,7 +251,9 @@ async def get(request: web.Request) -> web.StreamResponse:
     info = await server.run(server.backend.info, name)
     if not info.exists or info.directory:
         raise ObjectNotFound(name)
-    start = max(info.size + offset, 0) if offset < 0 else min(offset, info.size)
+    if offset < -info.size:
+        raise ReadRangeError(f"offset {offset} lies before the start of an item of {info.size} bytes")
+    start = info.size + offset if offset < 0 else min(offset, info.size)
     end = info.size if size is None else min(info.size, start + size)
     length = max(end - start, 0)
     if length <= PIECE:

@@ -429,6 +429,8 @@ class S3Backend(S3Capabilities, S3Multipart, OptionAttributes, Backend):
             return
         if self._is_dir(new_name):
             raise NameConflict(f"{new_name} is a directory")
+        if self.config.name_checks:
+            self._check_parents(new_name)
         for _ in range(MOVE_ROUNDS):
             head = self._head_existing(src, curr_name)
             try:
