@@ -67,3 +67,30 @@ def backend_posixfs(tmp_path: os.PathLike[str]) -> Iterator[Backend]:
 @pytest.fixture(params=CONTRACT_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Backend:
     return request.getfixturevalue(f"backend_{request.param}")  # type: ignore[no-any-return]
+
+
+#: the contract suite also runs (bare) over the client-side data layers
+LAYERED_BACKENDS: list[str] = ["encrypt_memory", "compress_posixfs", "encrypt_compress_s3"]
+_TEST_KEY = bytes(range(32))
+
+
+@pytest.fixture
+def backend_encrypt_memory(backend_memory: Backend) -> Backend:
+    from unistore.layers.encrypt import EncryptLayer
+
+    return EncryptLayer(backend_memory, key=_TEST_KEY)
+
+
+@pytest.fixture
+def backend_compress_posixfs(backend_posixfs: Backend) -> Backend:
+    from unistore.layers.compress import CompressLayer
+
+    return CompressLayer(backend_posixfs, level=3)
+
+
+@pytest.fixture
+def backend_encrypt_compress_s3(backend_s3_seaweedfs: Backend) -> Backend:
+    from unistore.layers.compress import CompressLayer
+    from unistore.layers.encrypt import EncryptLayer
+
+    return CompressLayer(EncryptLayer(backend_s3_seaweedfs, key=_TEST_KEY))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONTRACT_BACKENDS
+from tests.conftest import CONTRACT_BACKENDS, LAYERED_BACKENDS
 from unistore.backends.base import Backend, ItemInfo
 from unistore.backends.posixfs import PosixFS
 from unistore.errors import (
@@ -40,6 +40,7 @@ from unistore.layers.stats import StatsLayer
 NON_ATOMIC_STORE: frozenset[str] = frozenset({"sftp_rclone", "rclone_local"})
 
 _PARAMS = [(kind, stacked) for kind in [*CONTRACT_BACKENDS, "posixfs_walk"] for stacked in (False, True)]
+_PARAMS += [(kind, False) for kind in LAYERED_BACKENDS]
 
 
 @pytest.fixture

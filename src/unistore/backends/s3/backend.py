@@ -278,7 +278,10 @@ class S3Backend(S3Capabilities, S3Multipart, OptionAttributes, Backend):
         first = next(pages)
         if name and not listing.page_count(first):
             raise ObjectNotFound(name)
-        return listing.recursive_entries(prefix, listing.chain_first(first, pages))
+        entries = listing.recursive_entries(prefix, listing.chain_first(first, pages))
+        # S3 lists in key order, but services with real directories (SeaweedFS) list depth first
+        # ("b/x" before "b-c"): the contract is the order of full names, so sort (names only in memory)
+        return iter(sorted(entries, key=lambda item: item.name))
 
     def _is_dir(self, name: str) -> bool:
         return self._first_below(name) is not None
