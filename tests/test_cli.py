@@ -220,7 +220,9 @@ def test_user_errors_are_one_line_and_exit_2(
     r = run(*argv, stdin=b"data", env=env)
     one_line_error(r, 2, *words)
     root = error_store["UNISTORE_URL"][len("file://") :]
-    assert sorted(str(p.relative_to(root)) for p in Path(root).rglob("*")) == ["d", "d/inside", "k"]
+    # (posixfs keeps its own bookkeeping in .hid names, which the store never shows)
+    found = sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if ".hid" not in str(p.relative_to(root)))
+    assert found == ["d", "d/inside", "k"]
     # the same case with --json, in-process: a JSON error object on stdout
     os.environ["UNISTORE_URL"] = env["UNISTORE_URL"]
     try:

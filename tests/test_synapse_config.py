@@ -122,8 +122,9 @@ def test_fork_keys() -> None:
 def test_url_config(tmp_path: Any) -> None:
     cfg = parse_config({"url": f"file://{tmp_path}", "prefix": "media/", "timeout": "10s"})
     assert cfg.url == f"file://{tmp_path}" and cfg.timeout == 10
-    cfg = parse_config({"url": "sftp://u@127.0.0.1:1//srv/media", "read_timeout": 7, "backend_options": {"retries": 1}})
-    assert cfg.options["timeout"] == 7 and cfg.options["retries"] == 1
+    sftp = {"url": "sftp://u@127.0.0.1:1//srv/media", "read_timeout": 7, "backend_options": {"channels": 2}}
+    cfg = parse_config(sftp)
+    assert cfg.options["timeout"] == 7 and cfg.options["channels"] == 2
 
 
 def test_synapse_reports_the_key() -> None:

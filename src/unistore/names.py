@@ -40,7 +40,7 @@ def check_name(name: object, *, allow_root: bool = False) -> str:
             raise InvalidName(f"name must be a relative path without empty, '.' or '..' segments: {name!r}")
         if segment.endswith(_HIDDEN):
             raise InvalidName(
-                f"no name segment may end with {TMP_SUFFIX} or {HID_SUFFIX} (backends hide those): {name!r}"
+                f"no name segment may end with {TMP_SUFFIX} or {HID_SUFFIX} (backends keep such names hidden): {name!r}"
             )
     return name
 

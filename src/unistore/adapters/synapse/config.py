@@ -384,6 +384,8 @@ def build_backend(config: ProviderConfig) -> Backend:
         ) from None
     except UnistoreError as e:
         message = redact(str(e))
+        if "unknown option" in message.lower():
+            raise ProviderConfigError("backend_options", f"not accepted by the backend: {message}") from None
         key = next((k for hint, k in _OPTION_KEYS if hint in message.lower()), "url")
         raise ProviderConfigError(key, message) from None
     if config.encryption_key_file is None and config.compression is None:
