@@ -135,6 +135,7 @@ def _accepted_options(cls: type) -> tuple[dict[str, Any], bool]:
             names[p.name] = hints.get(p.name, p.annotation)
         elif p.kind is inspect.Parameter.VAR_KEYWORD:
             var_kw = True
+    names.update(getattr(cls, "url_options", {}))  # options only from_url understands
     return names, var_kw
 
 

@@ -27,7 +27,7 @@ import re
 import shlex
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import quote, unquote, urlencode
 
 import urllib3
@@ -75,6 +75,8 @@ class RestBackend(Backend):
     """A backend served by a REST server speaking borgstore 0.7's protocol."""
 
     schemes = ("http", "https", "rest")
+    #: options from_url takes beyond the constructor's
+    url_options: ClassVar[dict[str, Any]] = {"remote_command": str}
 
     def __init__(
         self,
