@@ -22,7 +22,7 @@ import struct
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import IO, Any
+from typing import IO
 
 import zstandard
 
@@ -30,6 +30,7 @@ from ..backends.base import Backend, ItemInfo, ObjectMeta, StoreMeta, Value, res
 from ..backends.capabilities import METADATA, OBJECT_LOCK, SERVER_SIDE_COPY, SSE_C, STORAGE_CLASS, TAGS
 from ..errors import ConfigError, IntegrityError, ObjectNotFound
 from .base import Layer
+from .chunked import ChunkedReader
 
 MAGIC = b"UNSZ"
 VERSION = 1
@@ -102,30 +103,16 @@ def _parse_tail(tail: bytes, stored: int) -> tuple[int, int] | None:
     return plain, count
 
 
-class _CompressingReader(io.RawIOBase):
-    """A file-like object yielding the stored form of a plaintext stream."""
+class _CompressingReader(ChunkedReader):
+    """The stored form of a plaintext stream: header, chunks, then the index and footer."""
 
     def __init__(self, codec: _Codec, src: IO[bytes], size: int | None) -> None:
+        super().__init__(src, size, CHUNK)
         self.codec = codec
-        self.src = src
-        self.left = size
         self.out = bytearray(HEADER)
         self.entries: list[int] = []
         self.plain = 0
         self.done = False
-
-    def _chunk(self) -> bytes:
-        want = CHUNK if self.left is None else min(CHUNK, self.left)
-        parts, got = [], 0
-        while got < want:
-            data = self.src.read(want - got)
-            if not data:
-                break
-            parts.append(data)
-            got += len(data)
-        if self.left is not None:
-            self.left -= got
-        return b"".join(parts)
 
     def _fill(self, n: int) -> None:
         while len(self.out) < n and not self.done:
@@ -139,24 +126,6 @@ class _CompressingReader(io.RawIOBase):
                 self.out += b"".join(struct.pack(">I", e) for e in self.entries)
                 self.out += struct.pack(">QI", self.plain, len(self.entries)) + MAGIC
                 self.done = True
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            self._fill(1 << 62)
-            n = len(self.out)
-        else:
-            self._fill(n)
-        data = bytes(self.out[:n])
-        del self.out[:n]
-        return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 class CompressLayer(Layer):

@@ -37,6 +37,7 @@ from ..backends.capabilities import METADATA, OBJECT_LOCK, SSE_C, STORAGE_CLASS,
 from ..errors import ConfigError, IntegrityError, ObjectNotFound
 from ..names import DEL_SUFFIX
 from .base import Layer
+from .chunked import ChunkedReader
 from .keys import KeySource, key_from_env, key_id, resolve_key
 
 MAGIC = b"UNSE"
@@ -133,16 +134,15 @@ class _Sealer:
             return self.open(index, frame, True)
 
 
-class _EncryptingReader(io.RawIOBase):
-    """A file-like object yielding the stored form of a plaintext stream, one frame at a time.
+class _EncryptingReader(ChunkedReader):
+    """The stored form of a plaintext stream, one frame at a time.
 
     Rewindable to its start when the source is seekable (so RetryLayer can retry a store_file).
     """
 
     def __init__(self, sealer: _Sealer, src: IO[bytes], size: int | None) -> None:
+        super().__init__(src, size, CHUNK)
         self.sealer = sealer
-        self.src = src
-        self.size = size
         self.origin = src.tell() if src.seekable() else None
         self._reset()
 
@@ -154,20 +154,6 @@ class _EncryptingReader(io.RawIOBase):
         self.done = False
         self.pending = self._chunk()
 
-    def _chunk(self) -> bytes:
-        want = CHUNK if self.left is None else min(CHUNK, self.left)
-        parts = []
-        got = 0
-        while got < want:
-            data = self.src.read(want - got)
-            if not data:
-                break
-            parts.append(data)
-            got += len(data)
-        if self.left is not None:
-            self.left -= got
-        return b"".join(parts)
-
     def _fill(self, n: int) -> None:
         while len(self.out) < n and not self.done:
             current = self.pending
@@ -178,9 +164,6 @@ class _EncryptingReader(io.RawIOBase):
             self.index += 1
             self.pending = following
             self.done = final
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return self.origin is not None
@@ -195,22 +178,6 @@ class _EncryptingReader(io.RawIOBase):
             self.src.seek(self.origin)
             self._reset()
         return self.pos
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            self._fill(1 << 62)
-            n = len(self.out)
-        else:
-            self._fill(n)
-        data = bytes(self.out[:n])
-        del self.out[:n]
-        self.pos += len(data)
-        return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 class EncryptLayer(Layer):
